@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/superhero-cluster/superhero/internal/supervise"
 	"github.com/superhero-cluster/superhero/messages"
 )
 
@@ -35,42 +35,13 @@ type (
 	collectTick struct{}
 )
 
-// ticker sends msg to pid every interval until stopped.
-type ticker struct {
-	stop chan struct{}
-	done chan struct{}
-}
-
-func startTicker(root *actor.RootContext, pid *actor.PID, interval time.Duration, msg any) *ticker {
-	t := &ticker{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(t.done)
-		tk := time.NewTicker(interval)
-		defer tk.Stop()
-		for {
-			select {
-			case <-t.stop:
-				return
-			case <-tk.C:
-				root.Send(pid, msg)
-			}
-		}
-	}()
-	return t
-}
-
-func (t *ticker) Stop() {
-	close(t.stop)
-	<-t.done
-}
-
 // stateActor owns one incarnation of the city. Each restart makes a new
 // one with an empty replica: gossip refills it.
 type stateActor struct {
 	newServer func() (*Server, error)
 	log       *slog.Logger
 	srv       *Server
-	tickers   []*ticker
+	tickers   []*supervise.Ticker
 }
 
 // Receive only routes messages to Server.
@@ -121,17 +92,15 @@ func (a *stateActor) onStarted(ctx actor.Context) {
 	a.log.Info("city started", "replica", "empty")
 	root := ctx.ActorSystem().Root
 	rules := srv.Rules()
-	a.tickers = []*ticker{
-		startTicker(root, ctx.Self(), rules.PatrolInterval, patrolTick{}),
-		startTicker(root, ctx.Self(), rules.FightInterval, fightTick{}),
-		startTicker(root, ctx.Self(), srv.cfg.GCInterval, collectTick{}),
+	a.tickers = []*supervise.Ticker{
+		supervise.Every(root, ctx.Self(), rules.PatrolInterval, patrolTick{}),
+		supervise.Every(root, ctx.Self(), rules.FightInterval, fightTick{}),
+		supervise.Every(root, ctx.Self(), srv.cfg.GCInterval, collectTick{}),
 	}
 }
 
 func (a *stateActor) stopTimers() {
-	for _, t := range a.tickers {
-		t.Stop()
-	}
+	supervise.StopAll(a.tickers)
 	a.tickers = nil
 }
 
@@ -163,49 +132,11 @@ func (a *stateActor) reply(ctx actor.Context, req, reply any, err error) {
 	ctx.Respond(reply)
 }
 
-// supervisorActor parents the state actor under the original's limits and
-// reports when it gives up.
-type supervisorActor struct {
-	props    *actor.Props
-	onGiveUp func()
-	log      *slog.Logger
-	child    *actor.PID
-	stopping bool
-}
-
-// childQuery asks the supervisor for its child's PID.
-type childQuery struct{}
-
-func (s *supervisorActor) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
-	case childQuery:
-		ctx.Respond(s.child)
-	case *actor.Stopping:
-		s.stopping = true
-	case *actor.Started:
-		child, err := ctx.SpawnNamed(s.props, "state")
-		if err != nil {
-			s.log.Error("cannot spawn city state", "err", err)
-			s.onGiveUp()
-			return
-		}
-		s.child = child
-	case *actor.Terminated:
-		if !s.stopping && s.child != nil && m.Who.Equal(s.child) {
-			s.log.Error("city gave up: too many crashes", "limit", MaxRestarts, "window", RestartWindow)
-			s.onGiveUp()
-		}
-	}
-}
-
-// City is a running city: its supervisor and state actors and the props of
-// the grain that fronts them.
+// City is a running city: its supervisor and state actor, and the grain
+// kind that fronts them in the cluster.
 type City struct {
-	name       string
-	supervisor *actor.PID
-	state      *actor.PID
-	down       chan struct{}
-	system     *actor.ActorSystem
+	name  string
+	group *supervise.Group
 }
 
 // Spawn starts the supervised city state on system. Down is closed when the
@@ -225,50 +156,32 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 			},
 		}
 	})
-	c := &City{name: string(cfg.City), down: make(chan struct{}), system: system}
-	var once sync.Once
-	giveUp := func() { once.Do(func() { close(c.down) }) }
-	strategy := actor.NewOneForOneStrategy(MaxRestarts, RestartWindow, func(reason any) actor.Directive {
-		return actor.RestartDirective
-	})
-	supProps := actor.PropsFromProducer(func() actor.Actor {
-		return &supervisorActor{props: stateProps, onGiveUp: giveUp, log: cfg.Logger.With("actor", "city-supervisor")}
-	}, actor.WithSupervisor(strategy))
-	pid, err := system.Root.SpawnNamed(supProps, Kind(c.name)+"-supervisor")
+	g, err := supervise.Spawn(system, supervise.Config{
+		Name:        Kind(string(cfg.City)) + "-supervisor",
+		MaxRestarts: MaxRestarts,
+		Window:      RestartWindow,
+		Logger:      cfg.Logger,
+	}, supervise.Child{Name: "state", Props: stateProps})
 	if err != nil {
-		return nil, fmt.Errorf("cityactor: spawn supervisor: %w", err)
+		return nil, fmt.Errorf("cityactor: %w", err)
 	}
-	c.supervisor = pid
-	// Started (which spawns the child) is handled before any user message,
-	// so this answers once the state actor exists.
-	res, err := system.Root.RequestFuture(pid, childQuery{}, 5*time.Second).Result()
-	if err != nil {
-		return nil, fmt.Errorf("cityactor: supervisor did not start: %w", err)
-	}
-	state, ok := res.(*actor.PID)
-	if !ok || state == nil {
-		return nil, errors.New("cityactor: city state did not start")
-	}
-	c.state = state
-	return c, nil
+	return &City{name: string(cfg.City), group: g}, nil
 }
 
 // State returns the PID of the state actor; it is stable across restarts.
-func (c *City) State() *actor.PID { return c.state }
+func (c *City) State() *actor.PID { return c.group.Child("state") }
 
 // Down is closed when the city has crashed too often and stopped for good.
-func (c *City) Down() <-chan struct{} { return c.down }
+func (c *City) Down() <-chan struct{} { return c.group.Down() }
 
 // Stop stops the city's actors and waits for them.
-func (c *City) Stop() {
-	_ = c.system.Root.StopFuture(c.supervisor).Wait()
-}
+func (c *City) Stop() { c.group.Stop() }
 
 // GrainKind returns the cluster kind for this city: a thin grain that
 // forwards every request to the state actor, keeping the sender so the
 // state actor answers the caller directly.
 func (c *City) GrainKind() *cluster.Kind {
-	state := c.state
+	state := c.State()
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		switch ctx.Message().(type) {
 		case *messages.GetState, *messages.GetDigest, *messages.MergeDelta,

@@ -1,0 +1,132 @@
+package backend_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/locations/city"
+	"github.com/superhero-cluster/superhero/locations/cityactor"
+	"github.com/superhero-cluster/superhero/messages"
+)
+
+// fakeCities serves requests from plain cityactor.Servers, without actors
+// or a network, so gossip and poll rules are tested deterministically.
+type fakeCities struct {
+	mu      sync.Mutex
+	servers map[crdt.Location]*cityactor.Server
+	down    map[crdt.Location]bool
+	calls   int
+}
+
+var _ interface {
+	Up() []crdt.Location
+	Request(context.Context, crdt.Location, proto.Message) (proto.Message, error)
+} = (*fakeCities)(nil)
+
+func newFakeCities(t *testing.T, names ...crdt.Location) *fakeCities {
+	t.Helper()
+	f := &fakeCities{servers: map[crdt.Location]*cityactor.Server{}, down: map[crdt.Location]bool{}}
+	for i, n := range names {
+		clock := crdt.NewClock(string(n), func() int64 { return time.Now().UnixNano() })
+		s, err := cityactor.NewServer(cityactor.Config{
+			City:   n,
+			Clock:  clock,
+			Seed:   uint64(i),
+			Rules:  city.DefaultConfig(),
+			Logger: slog.New(slog.DiscardHandler),
+		}, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.servers[n] = s
+	}
+	return f
+}
+
+func (f *fakeCities) Up() []crdt.Location {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var up []crdt.Location
+	for n := range f.servers {
+		up = append(up, n)
+	}
+	slices.Sort(up)
+	return up
+}
+
+func (f *fakeCities) setDown(c crdt.Location, down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down[c] = down
+}
+
+func (f *fakeCities) Request(ctx context.Context, c crdt.Location, msg proto.Message) (proto.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	s, ok := f.servers[c]
+	if !ok || f.down[c] {
+		return nil, fmt.Errorf("fake: %s unreachable", c)
+	}
+	switch m := msg.(type) {
+	case *messages.GetState:
+		return s.State()
+	case *messages.GetDigest:
+		return s.Digest()
+	case *messages.MergeDelta:
+		changed, err := s.Merge(m)
+		return &messages.MergeAck{Changed: uint32(changed.Len())}, err
+	case *messages.SyncRequest:
+		reply, _, err := s.Sync(m)
+		return reply, err
+	case *messages.AssignHero:
+		reply, _ := s.Assign(m)
+		return reply, nil
+	}
+	return nil, fmt.Errorf("fake: unexpected %T", msg)
+}
+
+// write creates n heroes directly in city c's replica.
+func (f *fakeCities) write(t *testing.T, c crdt.Location, n int) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.servers[c].Replica()
+	for i := 0; i < n; i++ {
+		id := newID(t)
+		if _, _, err := r.Create(id, fmt.Sprintf("%s-%d", c, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (f *fakeCities) fingerprints() map[crdt.Location]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[crdt.Location]uint64{}
+	for n, s := range f.servers {
+		out[n] = s.Replica().Fingerprint()
+	}
+	return out
+}
+
+func (f *fakeCities) converged() bool {
+	var first uint64
+	i := 0
+	for _, fp := range f.fingerprints() {
+		if i > 0 && fp != first {
+			return false
+		}
+		first = fp
+		i++
+	}
+	return true
+}
