@@ -71,6 +71,10 @@ type Gossiper struct {
 	Rand     *rand.Rand
 	Protocol Protocol
 	Log      *slog.Logger
+	// Store, when set in the default protocol, takes part in every round:
+	// dispatch's replica runs an exchange with one random city, so a push
+	// of dispatch's own writes that was lost is repaired within a round.
+	Store *Store
 }
 
 // GossipResult says what a round did.
@@ -114,6 +118,12 @@ func (g *Gossiper) Round(ctx context.Context) (GossipResult, error) {
 		res.Steps = 2
 		return res, nil
 	}
+	if g.Store != nil {
+		if err := g.syncStore(ctx, src); err != nil {
+			return res, err
+		}
+		res.Steps++
+	}
 	// Relay a push-pull exchange: src opens, then the two answer each
 	// other until one has nothing more to say.
 	var msg []byte
@@ -131,6 +141,32 @@ func (g *Gossiper) Round(ctx context.Context) (GossipResult, error) {
 		msg = reply.Msg
 	}
 	return res, fmt.Errorf("gossip: exchange %s<->%s did not end after %d steps", src, dst, maxSyncRounds)
+}
+
+// syncStore runs an anti-entropy exchange between dispatch's replica and c.
+func (g *Gossiper) syncStore(ctx context.Context, c crdt.Location) error {
+	out := g.Store.SyncStart()
+	for step := 0; step < maxSyncRounds; step++ {
+		b, err := out.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		reply, err := request[*messages.SyncReply](ctx, g.Cities, c, &messages.SyncRequest{From: "dispatch", Msg: b})
+		if err != nil {
+			return fmt.Errorf("gossip: sync dispatch with %s: %w", c, err)
+		}
+		if len(reply.Msg) == 0 {
+			return nil
+		}
+		var in crdt.SyncMsg
+		if err := in.UnmarshalBinary(reply.Msg); err != nil {
+			return fmt.Errorf("gossip: sync dispatch with %s: %w", c, err)
+		}
+		if out = g.Store.Sync(in); out.IsEmpty() {
+			return nil
+		}
+	}
+	return fmt.Errorf("gossip: exchange dispatch<->%s did not end after %d steps", c, maxSyncRounds)
 }
 
 // Poller reads a random city's replica into dispatch's store, whose change

@@ -118,6 +118,13 @@ func (s *Store) Digest() crdt.Digest {
 	return s.r.Digest()
 }
 
+// SyncStart opens an anti-entropy exchange from the store's replica.
+func (s *Store) SyncStart() crdt.SyncMsg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.r.SyncStart()
+}
+
 // Sync runs one anti-entropy step against the store's replica.
 func (s *Store) Sync(in crdt.SyncMsg) crdt.SyncMsg {
 	s.mu.Lock()

@@ -157,7 +157,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 		}
 	})
 	g, err := supervise.Spawn(system, supervise.Config{
-		Name:        Kind(string(cfg.City)) + "-supervisor",
+		Name:        supervisorName(string(cfg.City)),
 		MaxRestarts: MaxRestarts,
 		Window:      RestartWindow,
 		Logger:      cfg.Logger,
@@ -177,17 +177,24 @@ func (c *City) Down() <-chan struct{} { return c.group.Down() }
 // Stop stops the city's actors and waits for them.
 func (c *City) Stop() { c.group.Stop() }
 
-// GrainKind returns the cluster kind for this city: a thin grain that
-// forwards every request to the state actor, keeping the sender so the
-// state actor answers the caller directly.
-func (c *City) GrainKind() *cluster.Kind {
-	state := c.State()
+// supervisorName is the city supervisor's actor name; the state actor is
+// its child "state".
+func supervisorName(city string) string { return Kind(city) + "-supervisor" }
+
+// GrainKind returns the cluster kind for the named city: a thin grain that
+// forwards every request to the city's state actor on the same node,
+// keeping the sender so the state actor answers the caller directly. The
+// state actor has a fixed name, so the kind can be registered before the
+// city is spawned; a request that arrives in between is dead-lettered and
+// retried by the caller.
+func GrainKind(city string) *cluster.Kind {
+	stateID := supervisorName(city) + "/state"
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		switch ctx.Message().(type) {
 		case *messages.GetState, *messages.GetDigest, *messages.MergeDelta,
 			*messages.SyncRequest, *messages.AssignHero, *messages.Bomb:
-			ctx.Forward(state)
+			ctx.Forward(actor.NewPID(ctx.ActorSystem().Address(), stateID))
 		}
 	})
-	return cluster.NewKind(Kind(c.name), props)
+	return cluster.NewKind(Kind(city), props)
 }

@@ -190,7 +190,12 @@ func (s *Server) Assign(m *messages.AssignHero) (*messages.AssignReply, crdt.Del
 	h, d, err := s.rules.Assign(id)
 	switch {
 	case errors.Is(err, city.ErrDead):
-		return failWith(messages.AssignError_ASSIGN_DEAD, err, merged)
+		// Tell the caller about the tombstone, so it stops asking.
+		reply, _ := failWith(messages.AssignError_ASSIGN_DEAD, err, merged)
+		if tomb, ok := s.Replica().Get(id); ok {
+			reply.Delta, _ = crdt.Delta{Heroes: []crdt.Hero{tomb}}.MarshalBinary()
+		}
+		return reply, merged
 	case errors.Is(err, city.ErrUnknown):
 		return failWith(messages.AssignError_ASSIGN_UNKNOWN, err, merged)
 	case err != nil:
@@ -234,9 +239,7 @@ func (s *Server) Fight() crdt.Delta {
 // CollectTombstones drops tombstones older than the TTL, with the horizon
 // rounded down to a whole GCInterval so every replica picks the same one.
 func (s *Server) CollectTombstones() int {
-	now := s.cfg.Clock.PhysicalNow()
-	ttl, step := int64(s.cfg.TombstoneTTL), int64(s.cfg.GCInterval)
-	horizon := (now - ttl) / step * step
+	horizon := crdt.Horizon(s.cfg.Clock.PhysicalNow(), int64(s.cfg.TombstoneTTL), int64(s.cfg.GCInterval))
 	n := s.Replica().Collect(horizon)
 	if n > 0 {
 		s.log.Info("collected tombstones", "dropped", n, "left", s.Replica().Tombstones())

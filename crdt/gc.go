@@ -1,0 +1,16 @@
+package crdt
+
+// Horizon returns the tombstone-collection horizon for physical time now
+// (nanoseconds): now minus ttl, rounded down to a whole step. Rounding means
+// every replica with a roughly synchronised clock picks the same horizon,
+// so they drop the same tombstones and their digests agree again at once.
+func Horizon(now, ttl, step int64) int64 {
+	if step <= 0 {
+		step = 1
+	}
+	h := now - ttl
+	if h <= 0 {
+		return 0
+	}
+	return h / step * step
+}

@@ -1,0 +1,140 @@
+// Command dispatch runs the dispatch node of the Superhero Cluster:
+//
+//	go run ./dispatch
+//
+// It joins the cluster (hosting no grain of its own), keeps its own replica
+// of the superheroes, runs the gossip and poll actors under a one_for_one
+// supervisor (3 restarts in 1 s), and serves the live page, its WebSocket
+// feed and a JSON API on http://127.0.0.1:4900.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/backend"
+	"github.com/superhero-cluster/superhero/dispatch/web"
+	"github.com/superhero-cluster/superhero/internal/layout"
+	"github.com/superhero-cluster/superhero/internal/logx"
+	"github.com/superhero-cluster/superhero/internal/node"
+	"github.com/superhero-cluster/superhero/locations/city"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dispatch:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dispatch", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	lay := layout.Default()
+	lay.RegisterFlags(fs)
+	var (
+		httpAddr = fs.String("http", "127.0.0.1:4900", "address of the web page and API")
+		cookie   = fs.String("cookie", "", "cluster secret (default $"+layout.CookieEnv+", else the original's)")
+		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		protocol = fs.String("protocol", "default", "replication protocol: default or original")
+		gossip   = fs.Duration("gossip", time.Second, "gossip interval")
+		poll     = fs.Duration("poll", 2*time.Second, "poll interval")
+		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	proto, err := backend.ParseProtocol(*protocol)
+	if err != nil {
+		return err
+	}
+	log, err := logx.New(stderr, *level, "dispatch")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	cfg := node.DefaultConfig("dispatch")
+	cfg.Host = lay.Host
+	slot, err := lay.Slot("dispatch")
+	if err != nil {
+		return err
+	}
+	cfg.Port, cfg.HealthPort = lay.RemotePort(slot), lay.HealthPort(slot)
+	cfg.Peers = lay.Peers()
+	cfg.Cookie = layout.Cookie(*cookie)
+	n, err := node.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := n.Stop(); err != nil {
+			log.Warn("stop", "err", err)
+		}
+	}()
+
+	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
+	defer hub.Close()
+	rules := city.DefaultConfig()
+	clock := crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() })
+	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(web.DeltaEvent(d)) })
+	cities := backend.NodeCities{Node: n}
+	be := backend.New(backend.Config{Protocol: proto, Seed: *seed, Logger: log}, store, cities, hub)
+
+	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(*seed, 1)), Protocol: proto, Log: log}
+	if proto == backend.ProtocolDefault {
+		g.Store = store
+	}
+	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(*seed, 2)), Store: store}
+	group, err := backend.SpawnActors(n.ActorSystem(), backend.ActorsConfig{
+		GossipInterval: *gossip, PollInterval: *poll, Logger: log,
+	}, g, p)
+	if err != nil {
+		return err
+	}
+	defer group.Stop()
+
+	webCfg := web.DefaultConfig()
+	webCfg.Addr = *httpAddr
+	srv, err := web.New(webCfg, be, hub, log.With("actor", "web"))
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(2)
+	go func() { defer wg.Done(); be.Run(ctx) }()
+	go func() { defer wg.Done(); errc <- srv.Run(ctx) }()
+	log.Info("dispatch up", "http", "http://"+*httpAddr, "protocol", proto)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		runErr = err
+	case <-group.Down():
+		runErr = fmt.Errorf("supervisor gave up on %s after too many crashes", group.Reason())
+		log.Error("dispatch is going down", "err", runErr)
+	case <-n.Done():
+		runErr = errors.New("cluster node stopped")
+	}
+	cancel()
+	wg.Wait()
+	return runErr
+}

@@ -1,0 +1,138 @@
+// Package proc builds the node binaries and runs them as OS processes with
+// prefixed output. The cluster launcher, the end-to-end tests and the
+// benchmark use it.
+package proc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Binaries are the node commands of the module.
+var Binaries = []string{"locations", "dispatch"}
+
+// Build compiles the node binaries into dir, running the go command in the
+// module at root.
+func Build(ctx context.Context, root, dir string) error {
+	for _, pkg := range Binaries {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, pkg), "./"+pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("proc: build %s: %w\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// Proc is one node process whose output lines are copied to a writer with
+// a name prefix.
+type Proc struct {
+	Name string
+	Path string
+	Args []string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+	out  sync.WaitGroup
+}
+
+// Start launches the process. Its stdout and stderr lines go to out, each
+// prefixed with the process name.
+func (p *Proc) Start(out io.Writer) error {
+	p.cmd = exec.Command(p.Path, p.Args...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	p.cmd.Stdout, p.cmd.Stderr = pw, pw
+	if err := p.cmd.Start(); err != nil {
+		_ = pr.Close()
+		_ = pw.Close()
+		return fmt.Errorf("proc: start %s: %w", p.Name, err)
+	}
+	_ = pw.Close() // the child holds its own copy
+	p.done = make(chan struct{})
+	p.out.Add(1)
+	go func() {
+		defer p.out.Done()
+		defer pr.Close()
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64*1024), 1024*1024)
+		for sc.Scan() {
+			fmt.Fprintf(out, "%-10s | %s\n", p.Name, sc.Text())
+		}
+	}()
+	go func() {
+		err := p.cmd.Wait()
+		p.out.Wait()
+		p.err = err
+		close(p.done)
+	}()
+	return nil
+}
+
+// Pid returns the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the process has exited and its output is drained.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Wait blocks until the process exits and returns its exit error.
+func (p *Proc) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// ExitCode returns the exit code once the process has exited, -1 if it was
+// killed by a signal.
+func (p *Proc) ExitCode() int {
+	<-p.done
+	var ee *exec.ExitError
+	if errors.As(p.err, &ee) {
+		return ee.ExitCode()
+	}
+	return 0
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Kill sends SIGKILL and waits for the process to exit.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// StopAll sends SIGTERM to every running process and SIGKILL to those
+// still running after grace.
+func StopAll(procs []*Proc, grace time.Duration, log *slog.Logger) {
+	for _, p := range procs {
+		if p.done != nil {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	deadline := time.After(grace)
+	for _, p := range procs {
+		if p.done == nil {
+			continue
+		}
+		select {
+		case <-p.done:
+		case <-deadline:
+			log.Warn("killing", "name", p.Name)
+			p.Kill()
+		}
+	}
+}

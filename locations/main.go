@@ -1,0 +1,118 @@
+// Command locations runs one city node of the Superhero Cluster:
+//
+//	go run ./locations -city gotham
+//
+// The node joins the cluster and hosts the city's grain (kind city-<name>),
+// which only this node offers. The city's state actor runs the patrol,
+// fight and heal rules on its own timers under a one_for_one supervisor:
+// a bomb crashes it and it restarts with an empty replica that gossip
+// refills; a 4th crash within 5 s makes the node give up and exit 1.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/internal/layout"
+	"github.com/superhero-cluster/superhero/internal/logx"
+	"github.com/superhero-cluster/superhero/internal/node"
+	"github.com/superhero-cluster/superhero/locations/city"
+	"github.com/superhero-cluster/superhero/locations/cityactor"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "locations:", err)
+		os.Exit(1)
+	}
+}
+
+// ErrGaveUp means the city crashed more often than its supervisor allows.
+var ErrGaveUp = errors.New("city crashed too often and gave up")
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("locations", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	lay := layout.Default()
+	lay.RegisterFlags(fs)
+	rules := city.DefaultConfig()
+	var (
+		name     = fs.String("city", "", "city name: gotham, metropolis, capitol, or a new one (required)")
+		slot     = fs.Int("slot", -1, "node slot; default: fixed for the original cities, else the first free one")
+		cookie   = fs.String("cookie", "", "cluster secret (default $"+layout.CookieEnv+", else the original's)")
+		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		protocol = fs.String("protocol", "default", "replication protocol: default or original")
+		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
+	)
+	fs.DurationVar(&rules.PatrolInterval, "patrol", rules.PatrolInterval, "patrol tick")
+	fs.DurationVar(&rules.FightInterval, "fight", rules.FightInterval, "fight tick")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	loc, err := crdt.ParseLocation(*name)
+	if err != nil || !loc.IsCity() {
+		return fmt.Errorf("-city %q: want a city name such as gotham", *name)
+	}
+	if *protocol != "default" && *protocol != "original" {
+		return fmt.Errorf("-protocol %q: want default or original", *protocol)
+	}
+	log, err := logx.New(stderr, *level, *name)
+	if err != nil {
+		return err
+	}
+	if *slot < 0 {
+		if *slot, err = lay.Slot(*name); err != nil {
+			return err
+		}
+	}
+
+	cfg := node.DefaultConfig(*name)
+	cfg.Host = lay.Host
+	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
+	cfg.Peers = lay.Peers()
+	cfg.Cookie = layout.Cookie(*cookie)
+	start := time.Now()
+	n, err := node.Start(ctx, cfg, log, cityactor.GrainKind(*name))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := n.Stop(); err != nil {
+			log.Warn("stop", "err", err)
+		}
+	}()
+	clock := crdt.NewClock(*name, func() int64 { return time.Now().UnixNano() })
+	c, err := cityactor.Spawn(n.ActorSystem(), cityactor.Config{
+		City:   loc,
+		Rules:  rules,
+		Clock:  clock,
+		Seed:   *seed,
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("city up", "slot", *slot, "remote", cfg.Port, "health", cfg.HealthPort, "took", time.Since(start).Round(time.Millisecond))
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		c.Stop()
+		return nil
+	case <-c.Down():
+		log.Error("city is gone for good", "max_restarts", cityactor.MaxRestarts, "window", cityactor.RestartWindow)
+		return ErrGaveUp
+	case <-n.Done():
+		return errors.New("cluster node stopped")
+	}
+}
