@@ -1,0 +1,265 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/eventstream"
+	"github.com/asynkron/protoactor-go/remote"
+)
+
+// startMu serialises the library start sequence inside one process:
+// remote.Start replaces gRPC's process-global logger on every call.
+var startMu sync.Mutex
+
+// Node is a running cluster member. Its methods are safe for concurrent use.
+type Node struct {
+	cfg         Config
+	clusterName string
+	log         *slog.Logger
+	system      *actor.ActorSystem
+	cluster     *cluster.Cluster
+	provider    *automanaged.AutoManagedProvider
+	topo        *topology
+	topoSub     *eventstream.Subscription
+
+	stopOnce sync.Once
+	stopErr  error
+	stopped  chan struct{}
+}
+
+// Start starts an actor system, remoting on cfg.Host:cfg.Port, the
+// automanaged provider (health on cfg.HealthPort, polling cfg.Peers), the
+// disthash identity lookup and the cluster as a member hosting kinds (none
+// for a pure client such as dispatch; it still joins as a member so it can
+// see the topology).
+//
+// Both ports are checked before anything starts (ErrPortInUse); a library
+// panic during start is recovered and returned as ErrStart with everything
+// torn down. Start takes a little over one second (the library's StartMember
+// sleeps 1 s). ctx is checked before the start and bounds the final health
+// self-check; the library start itself cannot be interrupted. logger may be
+// nil (slog.Default()).
+func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*cluster.Kind) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	for _, k := range kinds {
+		if k == nil || k.Kind == "" || k.Props == nil {
+			return nil, fmt.Errorf("%w: nil or empty cluster kind", ErrInvalidConfig)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	log := logger.With(slog.String("node", cfg.Name))
+
+	if err := checkPortFree(cfg.Host, cfg.Port, "remote"); err != nil {
+		return nil, err
+	}
+	if err := checkPortFree("", cfg.HealthPort, "health"); err != nil {
+		return nil, err
+	}
+
+	// Library lines: same destination, node=<name>, filtered and de-duplicated.
+	libHandler := newFilterHandler(log.Handler(), cfg.LibraryLogLevel, cfg.LogRepeatWindow)
+	libLog := slog.New(libHandler).With(slog.String("lib", "protoactor"))
+
+	n := &Node{
+		cfg:         cfg,
+		clusterName: effectiveClusterName(cfg.ClusterName, cfg.Cookie),
+		log:         log,
+		topo:        newTopology(),
+		stopped:     make(chan struct{}),
+	}
+	auth := newAuthenticator(cfg.Cookie, cfg.AuthMaxSkew, libLog.With(slog.String("component", "auth")))
+
+	startMu.Lock()
+	err := n.startLibrary(libLog, auth, kinds)
+	startMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+
+	if err := awaitOwnHealth(ctx, cfg.healthAddress(), n.system.ID, 3*time.Second); err != nil {
+		_ = n.Stop()
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+
+	kindNames := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		kindNames = append(kindNames, k.Kind)
+	}
+	log.Info("cluster member started",
+		slog.String("address", n.system.Address()),
+		slog.String("health", cfg.healthAddress()),
+		slog.String("cluster", n.clusterName),
+		slog.String("member_id", n.system.ID),
+		slog.Any("kinds", kindNames),
+		slog.Any("peers", cfg.Peers))
+	return n, nil
+}
+
+// startLibrary builds and starts the library objects, turning panics into
+// ErrStart and cleaning up after a failure.
+func (n *Node) startLibrary(libLog *slog.Logger, auth *authenticator, kinds []*cluster.Kind) (err error) {
+	cfg := n.cfg
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Error("library panicked during start", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+			err = fmt.Errorf("%w: library panic: %v", ErrStart, r)
+			n.abortStart()
+		}
+	}()
+
+	n.system = actor.NewActorSystem(
+		actor.WithLoggerFactory(func(s *actor.ActorSystem) *slog.Logger {
+			return libLog.With(slog.String("member_id", s.ID))
+		}),
+	)
+	// Subscribe before the cluster starts so the first topology is seen.
+	n.topoSub = n.system.EventStream.Subscribe(func(ev any) {
+		if t, ok := ev.(*cluster.ClusterTopology); ok {
+			n.onClusterTopology(t)
+		}
+	})
+
+	remoteCfg := remote.Configure(cfg.Host, cfg.Port,
+		remote.WithServerOptions(auth.serverOptions()...),
+		remote.WithDialOptions(auth.dialOptions()...),
+	)
+	remoteCfg.MaxRetryCount = cfg.ConnectAttempts
+
+	n.provider = automanaged.NewWithConfig(cfg.RefreshInterval, cfg.HealthPort, slices.Clone(cfg.Peers)...)
+	clusterCfg := cluster.Configure(n.clusterName, n.provider, disthash.New(), remoteCfg,
+		cluster.WithKinds(kinds...),
+		cluster.WithRequestTimeout(cfg.RequestTimeout),
+	)
+	n.cluster = cluster.New(n.system, clusterCfg)
+	n.cluster.StartMember()
+	return nil
+}
+
+// abortStart tears down whatever startLibrary managed to start. Each step
+// may panic on a half-started library object; each is guarded separately.
+func (n *Node) abortStart() {
+	n.stopOnce.Do(func() {
+		close(n.stopped)
+		if n.provider != nil {
+			_ = n.shutdown(func() { _ = n.provider.Shutdown(false) })
+		}
+		if n.cluster != nil {
+			_ = n.shutdown(func() { n.cluster.Shutdown(false) })
+		}
+		if n.system != nil {
+			if n.topoSub != nil {
+				n.system.EventStream.Unsubscribe(n.topoSub)
+			}
+			_ = n.shutdown(func() {
+				if !n.system.IsStopped() {
+					n.system.Shutdown()
+				}
+			})
+		}
+	})
+}
+
+// Stop leaves the cluster gracefully and releases both ports. It is
+// idempotent, never panics (a library panic is recovered, logged and
+// reported as ErrShutdownPanic) and never blocks longer than
+// Config.StopTimeout (ErrStopTimeout). The returned error is informational:
+// the node is stopped either way. Peers notice the departure at their next
+// health poll.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() {
+		close(n.stopped)
+		n.log.Info("cluster member stopping")
+		start := time.Now()
+		n.stopErr = n.shutdown(func() { n.cluster.Shutdown(true) })
+		if n.topoSub != nil {
+			n.system.EventStream.Unsubscribe(n.topoSub)
+		}
+		if n.stopErr != nil {
+			n.log.Warn("cluster member stopped with error", slog.Any("error", n.stopErr), slog.Duration("took", time.Since(start)))
+		} else {
+			n.log.Info("cluster member stopped", slog.Duration("took", time.Since(start)))
+		}
+	})
+	return n.stopErr
+}
+
+// shutdown runs fn with a panic guard and a time limit.
+func (n *Node) shutdown(fn func()) error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				n.log.Error("library panicked during shutdown", slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+				done <- fmt.Errorf("%w: %v", ErrShutdownPanic, r)
+			}
+		}()
+		fn()
+		done <- nil
+	}()
+	t := time.NewTimer(n.cfg.StopTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w after %s", ErrStopTimeout, n.cfg.StopTimeout)
+	}
+}
+
+// Done is closed when Stop has been called.
+func (n *Node) Done() <-chan struct{} { return n.stopped }
+
+func (n *Node) isStopped() bool {
+	select {
+	case <-n.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
+// Name returns the member's logical name (Config.Name).
+func (n *Node) Name() string { return n.cfg.Name }
+
+// Address returns the member's remoting address ("host:port").
+func (n *Node) Address() string { return n.system.Address() }
+
+// MemberID returns the member's actor-system id (new on every start).
+func (n *Node) MemberID() string { return n.system.ID }
+
+// ClusterName returns the effective cluster name advertised on /_health:
+// Config.ClusterName plus the cookie fingerprint.
+func (n *Node) ClusterName() string { return n.clusterName }
+
+// Config returns the effective configuration (defaults applied). Do not log
+// the Cookie field; Config's String and LogValue redact it.
+func (n *Node) Config() Config { return n.cfg }
+
+// Logger returns the node's logger (node=<name> attached).
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+// ActorSystem returns the underlying actor system, e.g. to spawn local
+// actors. Prefer Request/Send for cluster grains.
+func (n *Node) ActorSystem() *actor.ActorSystem { return n.system }
+
+// Cluster returns the underlying cluster. Its Request path does not honour
+// caller deadlines (see package doc); prefer Request/Send.
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
