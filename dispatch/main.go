@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		gossip   = fs.Duration("gossip", time.Second, "gossip interval")
 		poll     = fs.Duration("poll", 2*time.Second, "poll interval")
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
+		slot     = fs.Int("slot", 0, "node slot (0 is dispatch's)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,23 +62,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := logx.New(stderr, *level, "dispatch")
+	base, err := logx.New(stderr, *level)
 	if err != nil {
 		return err
 	}
+	log := base.With("node", "dispatch")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	cfg := node.DefaultConfig("dispatch")
 	cfg.Host = lay.Host
-	slot, err := lay.Slot("dispatch")
-	if err != nil {
-		return err
-	}
-	cfg.Port, cfg.HealthPort = lay.RemotePort(slot), lay.HealthPort(slot)
+	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
 	cfg.Peers = lay.Peers()
 	cfg.Cookie = layout.Cookie(*cookie)
-	n, err := node.Start(ctx, cfg, log)
+	n, err := node.Start(ctx, cfg, base)
 	if err != nil {
 		return err
 	}

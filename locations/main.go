@@ -67,10 +67,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *protocol != "default" && *protocol != "original" {
 		return fmt.Errorf("-protocol %q: want default or original", *protocol)
 	}
-	log, err := logx.New(stderr, *level, *name)
+	base, err := logx.New(stderr, *level)
 	if err != nil {
 		return err
 	}
+	log := base.With("node", *name)
 	if *slot < 0 {
 		if *slot, err = lay.Slot(*name); err != nil {
 			return err
@@ -83,7 +84,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Peers = lay.Peers()
 	cfg.Cookie = layout.Cookie(*cookie)
 	start := time.Now()
-	n, err := node.Start(ctx, cfg, log, cityactor.GrainKind(*name))
+	n, err := node.Start(ctx, cfg, base, cityactor.GrainKind(*name))
 	if err != nil {
 		return err
 	}

@@ -85,12 +85,16 @@ type Backend struct {
 	pub    web.Publisher
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	rng     *rand.Rand
-	known   map[crdt.Location]bool
-	pending map[uuid.UUID]crdt.Hero
-	kick    chan struct{}
-	last    web.ClusterStatus
+	mu    sync.Mutex
+	rng   *rand.Rand
+	known map[crdt.Location]bool
+	// unreachable are cities still in the topology that failed their last
+	// status request: a killed node stays in the topology until the
+	// provider's next poll, and requests to it would only time out.
+	unreachable map[crdt.Location]bool
+	pending     map[uuid.UUID]crdt.Hero
+	kick        chan struct{}
+	last        web.ClusterStatus
 }
 
 var _ web.Backend = (*Backend)(nil)
@@ -99,15 +103,16 @@ var _ web.Backend = (*Backend)(nil)
 func New(cfg Config, store *Store, cities Cities, pub web.Publisher) *Backend {
 	cfg = cfg.withDefaults()
 	b := &Backend{
-		cfg:     cfg,
-		store:   store,
-		cities:  cities,
-		pub:     pub,
-		log:     cfg.Logger.With("actor", "backend"),
-		rng:     rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
-		known:   map[crdt.Location]bool{},
-		pending: map[uuid.UUID]crdt.Hero{},
-		kick:    make(chan struct{}, 1),
+		cfg:         cfg,
+		store:       store,
+		cities:      cities,
+		pub:         pub,
+		log:         cfg.Logger.With("actor", "backend"),
+		rng:         rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
+		known:       map[crdt.Location]bool{},
+		unreachable: map[crdt.Location]bool{},
+		pending:     map[uuid.UUID]crdt.Hero{},
+		kick:        make(chan struct{}, 1),
 	}
 	for _, c := range cfg.Cities {
 		b.known[c] = true
@@ -174,6 +179,7 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 		return crdt.Hero{}, err
 	}
 	reply, err := request[*messages.AssignReply](ctx, b.cities, to, &messages.AssignHero{HeroId: id.String(), Context: hint})
+	b.setReachable(to, err == nil)
 	if err != nil {
 		return crdt.Hero{}, fmt.Errorf("%w: %s: %w", web.ErrCityDown, to, err)
 	}
@@ -204,7 +210,7 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 // Bomb implements web.Backend.
 func (b *Backend) Bomb(ctx context.Context, c crdt.Location) (crdt.Location, error) {
 	if c == "" {
-		up := b.up()
+		up := b.reachable()
 		if len(up) == 0 {
 			return "", fmt.Errorf("%w: no city is up", web.ErrCityDown)
 		}
@@ -215,7 +221,9 @@ func (b *Backend) Bomb(ctx context.Context, c crdt.Location) (crdt.Location, err
 	if err := b.checkCity(c); err != nil {
 		return "", err
 	}
-	if _, err := request[*messages.BombAck](ctx, b.cities, c, &messages.Bomb{}); err != nil {
+	_, err := request[*messages.BombAck](ctx, b.cities, c, &messages.Bomb{})
+	b.setReachable(c, err == nil)
+	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", web.ErrCityDown, c, err)
 	}
 	b.log.Warn("city bombed", "city", c)
@@ -229,6 +237,7 @@ func (b *Backend) CityHeroes(ctx context.Context, c crdt.Location) ([]crdt.Hero,
 		return nil, err
 	}
 	st, err := request[*messages.State](ctx, b.cities, c, &messages.GetState{})
+	b.setReachable(c, err == nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", web.ErrCityDown, c, err)
 	}
@@ -267,6 +276,7 @@ func (b *Backend) Cluster(ctx context.Context) web.ClusterStatus {
 			ctx, cancel := context.WithTimeout(ctx, b.cfg.StatusTimeout)
 			defer cancel()
 			r, err := request[*messages.DigestReply](ctx, b.cities, c, &messages.GetDigest{})
+			b.setReachable(c, err == nil)
 			if err != nil {
 				return
 			}
@@ -308,10 +318,30 @@ func (b *Backend) checkCity(c crdt.Location) error {
 	if !c.IsCity() || !b.isKnown(c) {
 		return fmt.Errorf("%w: %q", web.ErrUnknownCity, c)
 	}
-	if !slices.Contains(b.up(), c) {
+	if !slices.Contains(b.reachable(), c) {
 		return fmt.Errorf("%w: %s is down", web.ErrCityDown, c)
 	}
 	return nil
+}
+
+// reachable returns the cities up in the topology that did not fail their
+// latest status request.
+func (b *Backend) reachable() []crdt.Location {
+	up := b.up()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.DeleteFunc(up, func(c crdt.Location) bool { return b.unreachable[c] })
+}
+
+// setReachable records the outcome of a request to c.
+func (b *Backend) setReachable(c crdt.Location, ok bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ok {
+		delete(b.unreachable, c)
+	} else {
+		b.unreachable[c] = true
+	}
 }
 
 // up returns the cities up now, learning new ones.

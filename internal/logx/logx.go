@@ -10,13 +10,14 @@ import (
 )
 
 // New returns a text logger at the named level ("debug", "info", "warn",
-// "error") carrying node=<node> on every line.
-func New(w io.Writer, level, node string) (*slog.Logger, error) {
+// "error"). The node package adds node=<name> to the lines it logs; the
+// mains add it to their own with With("node", name).
+func New(w io.Writer, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: %w", level, err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})).With("node", node), nil
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
 // Test returns a logger that writes through t.Log.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -21,11 +22,12 @@ import (
 // Binaries are the node commands of the module.
 var Binaries = []string{"locations", "dispatch"}
 
-// Build compiles the node binaries into dir, running the go command in the
-// module at root.
-func Build(ctx context.Context, root, dir string) error {
-	for _, pkg := range Binaries {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, pkg), "./"+pkg)
+// Build compiles the node binaries, and any extra packages (paths relative
+// to the module root), into dir, running the go command in the module at
+// root. A binary is named after the last element of its package path.
+func Build(ctx context.Context, root, dir string, extra ...string) error {
+	for _, pkg := range append(slices.Clone(Binaries), extra...) {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, filepath.Base(pkg)), "./"+pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("proc: build %s: %w\n%s", pkg, err, out)
