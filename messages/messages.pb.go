@@ -742,6 +742,111 @@ func (x *BombAck) GetCity() string {
 	return ""
 }
 
+// GetHero asks a city for its entry of one hero: a cheap probe for tests
+// and the benchmark, which watch a write arrive without copying the
+// whole replica.
+// Sent by: the benchmark and tests. Answered with: HeroReply.
+type GetHero struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier of the hero.
+	HeroId        string `protobuf:"bytes,1,opt,name=hero_id,json=heroId,proto3" json:"hero_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetHero) Reset() {
+	*x = GetHero{}
+	mi := &file_messages_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHero) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHero) ProtoMessage() {}
+
+func (x *GetHero) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHero.ProtoReflect.Descriptor instead.
+func (*GetHero) Descriptor() ([]byte, []int) {
+	return file_messages_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetHero) GetHeroId() string {
+	if x != nil {
+		return x.HeroId
+	}
+	return ""
+}
+
+// HeroReply answers GetHero.
+type HeroReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A delta holding the city's entry for the hero (a tombstone if dead);
+	// empty if the city has never seen it.
+	Delta []byte `protobuf:"bytes,1,opt,name=delta,proto3" json:"delta,omitempty"`
+	// Incarnation of the answering city.
+	Incarnation   uint64 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeroReply) Reset() {
+	*x = HeroReply{}
+	mi := &file_messages_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeroReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeroReply) ProtoMessage() {}
+
+func (x *HeroReply) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeroReply.ProtoReflect.Descriptor instead.
+func (*HeroReply) Descriptor() ([]byte, []int) {
+	return file_messages_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *HeroReply) GetDelta() []byte {
+	if x != nil {
+		return x.Delta
+	}
+	return nil
+}
+
+func (x *HeroReply) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
 var File_messages_proto protoreflect.FileDescriptor
 
 const file_messages_proto_rawDesc = "" +
@@ -782,7 +887,12 @@ const file_messages_proto_rawDesc = "" +
 	"\x05delta\x18\x03 \x01(\fR\x05delta\"\x06\n" +
 	"\x04Bomb\"\x1d\n" +
 	"\aBombAck\x12\x12\n" +
-	"\x04city\x18\x01 \x01(\tR\x04city*p\n" +
+	"\x04city\x18\x01 \x01(\tR\x04city\"\"\n" +
+	"\aGetHero\x12\x17\n" +
+	"\ahero_id\x18\x01 \x01(\tR\x06heroId\"C\n" +
+	"\tHeroReply\x12\x14\n" +
+	"\x05delta\x18\x01 \x01(\fR\x05delta\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\x04R\vincarnation*p\n" +
 	"\vAssignError\x12\r\n" +
 	"\tASSIGN_OK\x10\x00\x12\x0f\n" +
 	"\vASSIGN_DEAD\x10\x01\x12\x12\n" +
@@ -803,7 +913,7 @@ func file_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_messages_proto_goTypes = []any{
 	(AssignError)(0),    // 0: messages.AssignError
 	(*GetState)(nil),    // 1: messages.GetState
@@ -818,6 +928,8 @@ var file_messages_proto_goTypes = []any{
 	(*AssignReply)(nil), // 10: messages.AssignReply
 	(*Bomb)(nil),        // 11: messages.Bomb
 	(*BombAck)(nil),     // 12: messages.BombAck
+	(*GetHero)(nil),     // 13: messages.GetHero
+	(*HeroReply)(nil),   // 14: messages.HeroReply
 }
 var file_messages_proto_depIdxs = []int32{
 	0, // 0: messages.AssignReply.error:type_name -> messages.AssignError
@@ -839,7 +951,7 @@ func file_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_proto_rawDesc), len(file_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

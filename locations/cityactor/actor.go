@@ -64,6 +64,9 @@ func (a *stateActor) Receive(ctx actor.Context) {
 	case *messages.GetDigest:
 		d, err := a.srv.Digest()
 		a.reply(ctx, m, d, err)
+	case *messages.GetHero:
+		h, err := a.srv.Hero(m)
+		a.reply(ctx, m, h, err)
 	case *messages.MergeDelta:
 		a.onMerge(ctx, m)
 	case *messages.SyncRequest:
@@ -191,7 +194,7 @@ func GrainKind(city string) *cluster.Kind {
 	stateID := supervisorName(city) + "/state"
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		switch ctx.Message().(type) {
-		case *messages.GetState, *messages.GetDigest, *messages.MergeDelta,
+		case *messages.GetState, *messages.GetDigest, *messages.GetHero, *messages.MergeDelta,
 			*messages.SyncRequest, *messages.AssignHero, *messages.Bomb:
 			ctx.Forward(actor.NewPID(ctx.ActorSystem().Address(), stateID))
 		}

@@ -130,6 +130,21 @@ func (s *Server) Digest() (*messages.DigestReply, error) {
 	}, nil
 }
 
+// Hero answers GetHero with the city's entry for one hero, if any.
+func (s *Server) Hero(m *messages.GetHero) (*messages.HeroReply, error) {
+	id, err := uuid.Parse(m.GetHeroId())
+	if err != nil {
+		return nil, fmt.Errorf("get hero: bad id %q", m.GetHeroId())
+	}
+	reply := &messages.HeroReply{Incarnation: s.incarnation}
+	if h, ok := s.Replica().Get(id); ok {
+		if reply.Delta, err = (crdt.Delta{Heroes: []crdt.Hero{h}}).MarshalBinary(); err != nil {
+			return nil, err
+		}
+	}
+	return reply, nil
+}
+
 // Merge folds a pushed delta into the replica and returns what changed.
 func (s *Server) Merge(m *messages.MergeDelta) (crdt.Delta, error) {
 	var d crdt.Delta
