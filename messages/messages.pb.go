@@ -847,6 +847,148 @@ func (x *HeroReply) GetIncarnation() uint64 {
 	return 0
 }
 
+// GetStats asks a city for its replication counters.
+// Sent by: the benchmark. Answered with: Stats.
+type GetStats struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStats) Reset() {
+	*x = GetStats{}
+	mi := &file_messages_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStats) ProtoMessage() {}
+
+func (x *GetStats) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStats.ProtoReflect.Descriptor instead.
+func (*GetStats) Descriptor() ([]byte, []int) {
+	return file_messages_proto_rawDescGZIP(), []int{14}
+}
+
+// Stats answers GetStats. Counters are cumulative since the node started.
+type Stats struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	City        string                 `protobuf:"bytes,1,opt,name=city,proto3" json:"city,omitempty"`
+	Heroes      uint32                 `protobuf:"varint,2,opt,name=heroes,proto3" json:"heroes,omitempty"`
+	Tombstones  uint32                 `protobuf:"varint,3,opt,name=tombstones,proto3" json:"tombstones,omitempty"`
+	Incarnation uint64                 `protobuf:"varint,4,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Anti-entropy exchanges this city started, and the bytes of crdt
+	// payload it sent in them (requests it made and replies it gave).
+	SyncRounds uint64 `protobuf:"varint,5,opt,name=sync_rounds,json=syncRounds,proto3" json:"sync_rounds,omitempty"`
+	SyncBytes  uint64 `protobuf:"varint,6,opt,name=sync_bytes,json=syncBytes,proto3" json:"sync_bytes,omitempty"`
+	// Eager pushes sent, and their payload bytes.
+	Pushes        uint64 `protobuf:"varint,7,opt,name=pushes,proto3" json:"pushes,omitempty"`
+	PushBytes     uint64 `protobuf:"varint,8,opt,name=push_bytes,json=pushBytes,proto3" json:"push_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Stats) Reset() {
+	*x = Stats{}
+	mi := &file_messages_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Stats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Stats) ProtoMessage() {}
+
+func (x *Stats) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Stats.ProtoReflect.Descriptor instead.
+func (*Stats) Descriptor() ([]byte, []int) {
+	return file_messages_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Stats) GetCity() string {
+	if x != nil {
+		return x.City
+	}
+	return ""
+}
+
+func (x *Stats) GetHeroes() uint32 {
+	if x != nil {
+		return x.Heroes
+	}
+	return 0
+}
+
+func (x *Stats) GetTombstones() uint32 {
+	if x != nil {
+		return x.Tombstones
+	}
+	return 0
+}
+
+func (x *Stats) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *Stats) GetSyncRounds() uint64 {
+	if x != nil {
+		return x.SyncRounds
+	}
+	return 0
+}
+
+func (x *Stats) GetSyncBytes() uint64 {
+	if x != nil {
+		return x.SyncBytes
+	}
+	return 0
+}
+
+func (x *Stats) GetPushes() uint64 {
+	if x != nil {
+		return x.Pushes
+	}
+	return 0
+}
+
+func (x *Stats) GetPushBytes() uint64 {
+	if x != nil {
+		return x.PushBytes
+	}
+	return 0
+}
+
 var File_messages_proto protoreflect.FileDescriptor
 
 const file_messages_proto_rawDesc = "" +
@@ -892,7 +1034,23 @@ const file_messages_proto_rawDesc = "" +
 	"\ahero_id\x18\x01 \x01(\tR\x06heroId\"C\n" +
 	"\tHeroReply\x12\x14\n" +
 	"\x05delta\x18\x01 \x01(\fR\x05delta\x12 \n" +
-	"\vincarnation\x18\x02 \x01(\x04R\vincarnation*p\n" +
+	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\"\n" +
+	"\n" +
+	"\bGetStats\"\xec\x01\n" +
+	"\x05Stats\x12\x12\n" +
+	"\x04city\x18\x01 \x01(\tR\x04city\x12\x16\n" +
+	"\x06heroes\x18\x02 \x01(\rR\x06heroes\x12\x1e\n" +
+	"\n" +
+	"tombstones\x18\x03 \x01(\rR\n" +
+	"tombstones\x12 \n" +
+	"\vincarnation\x18\x04 \x01(\x04R\vincarnation\x12\x1f\n" +
+	"\vsync_rounds\x18\x05 \x01(\x04R\n" +
+	"syncRounds\x12\x1d\n" +
+	"\n" +
+	"sync_bytes\x18\x06 \x01(\x04R\tsyncBytes\x12\x16\n" +
+	"\x06pushes\x18\a \x01(\x04R\x06pushes\x12\x1d\n" +
+	"\n" +
+	"push_bytes\x18\b \x01(\x04R\tpushBytes*p\n" +
 	"\vAssignError\x12\r\n" +
 	"\tASSIGN_OK\x10\x00\x12\x0f\n" +
 	"\vASSIGN_DEAD\x10\x01\x12\x12\n" +
@@ -913,7 +1071,7 @@ func file_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_messages_proto_goTypes = []any{
 	(AssignError)(0),    // 0: messages.AssignError
 	(*GetState)(nil),    // 1: messages.GetState
@@ -930,6 +1088,8 @@ var file_messages_proto_goTypes = []any{
 	(*BombAck)(nil),     // 12: messages.BombAck
 	(*GetHero)(nil),     // 13: messages.GetHero
 	(*HeroReply)(nil),   // 14: messages.HeroReply
+	(*GetStats)(nil),    // 15: messages.GetStats
+	(*Stats)(nil),       // 16: messages.Stats
 }
 var file_messages_proto_depIdxs = []int32{
 	0, // 0: messages.AssignReply.error:type_name -> messages.AssignError
@@ -951,7 +1111,7 @@ func file_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_proto_rawDesc), len(file_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
