@@ -33,8 +33,10 @@ func (d Delta) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(len(d.Heroes)))
 	for i := range d.Heroes {
 		h := &d.Heroes[i]
-		if h.Health < 0 || h.Health > MaxHealth {
-			return nil, fmt.Errorf("crdt: hero %s health %d out of range", h.ID, h.Health)
+		// Refuse what UnmarshalBinary would reject: better an error here
+		// than bytes no peer can decode.
+		if err := h.check(); err != nil {
+			return nil, err
 		}
 		b = append(b, h.ID[:]...)
 		b = append(b, byte(b2i(h.Patrolling)|b2i(h.Dead)<<1), byte(h.Health))
@@ -134,6 +136,9 @@ func (m SyncMsg) MarshalBinary() ([]byte, error) {
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Want)))
 	for _, rg := range m.Want {
+		if !rg.Valid() {
+			return nil, fmt.Errorf("crdt: invalid range %v", rg)
+		}
 		b = binary.AppendUvarint(b, uint64(rg.Lo))
 		b = binary.AppendUvarint(b, uint64(rg.Hi))
 	}

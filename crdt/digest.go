@@ -158,13 +158,17 @@ func (r *Replica) Slice(ranges []Range) Delta {
 			want += int(r.counts[leaf])
 		}
 	}
-	out := make([]Hero, 0, want)
 	if want == 0 {
 		return Delta{}
 	}
-	for id, h := range r.entries {
-		if mask[LeafOf(id)] {
-			out = append(out, h)
+	// Visit only the wanted leaves' ids, not the whole map: a sync step
+	// that asks for a few leaves of a large replica stays cheap.
+	out := make([]Hero, 0, want)
+	for leaf, in := range mask {
+		if in {
+			for _, id := range r.ids[leaf] {
+				out = append(out, r.entries[id])
+			}
 		}
 	}
 	sortByID(out)

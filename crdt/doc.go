@@ -46,7 +46,8 @@
 // and cannot resurrect anything. After collecting, a replica ignores
 // tombstones older than its horizon for ids it does not hold, so collected
 // tombstones are not copied back by anti-entropy; a tombstone for an id it
-// still holds alive is always applied.
+// still holds alive is always applied, and so is one that arrives in the
+// same delta as a live entry for its id, whatever their order.
 //
 // # Digests and anti-entropy
 //

@@ -75,6 +75,26 @@ type Hero struct {
 	Dead       bool
 }
 
+// check reports why h cannot be encoded (and so could never reach a
+// peer), or nil. Writes check it first, so a replica only ever holds
+// entries that every peer can decode.
+func (h *Hero) check() error {
+	switch {
+	case h.ID == uuid.Nil:
+		return fmt.Errorf("crdt: hero has the nil id")
+	case len(h.Name) > maxNameLen:
+		return fmt.Errorf("crdt: hero %s name of %d bytes, at most %d", h.ID, len(h.Name), maxNameLen)
+	case len(h.Stamp.Node) > maxNameLen:
+		return fmt.Errorf("crdt: hero %s node name of %d bytes, at most %d", h.ID, len(h.Stamp.Node), maxNameLen)
+	case h.Health < 0 || h.Health > MaxHealth:
+		return fmt.Errorf("crdt: hero %s health %d out of range", h.ID, h.Health)
+	}
+	if _, err := ParseLocation(string(h.Location)); err != nil {
+		return fmt.Errorf("%w: hero %s at %q", ErrLocation, h.ID, h.Location)
+	}
+	return nil
+}
+
 // wins reports whether a supersedes b, two entries for the same id. The
 // order is total, so merge is commutative, associative and idempotent:
 //   - a tombstone beats any live entry, whatever their stamps (no

@@ -3,6 +3,7 @@ package crdt
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"sync"
 )
 
@@ -69,6 +70,9 @@ func (c *Clock) Now() Timestamp {
 	switch {
 	case pt > c.wall:
 		c.wall, c.logical = pt, 0
+	case c.logical == ^uint32(0) && c.wall == math.MaxInt64:
+		// The end of time, reachable only by observing a garbage stamp:
+		// stay there rather than wrap into the past.
 	case c.logical == ^uint32(0):
 		// The logical counter is exhausted: borrow a nanosecond from the
 		// future rather than wrap around.

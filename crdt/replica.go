@@ -34,6 +34,9 @@ type Replica struct {
 	sums   [Leaves]uint64
 	counts [Leaves]uint32
 	total  uint64
+	// ids lists, per leaf, the ids held, in no order, so Slice reads only
+	// the leaves it is asked for.
+	ids [Leaves][]uuid.UUID
 
 	// horizon is the wall time before which tombstones have been collected.
 	horizon int64
@@ -109,23 +112,34 @@ func (r *Replica) Create(id uuid.UUID, name string) (Hero, Delta, error) {
 	if _, ok := r.entries[id]; ok {
 		return Hero{}, Delta{}, fmt.Errorf("crdt: hero %s already exists", id)
 	}
-	h := Hero{ID: id, Name: name, Location: Home, Health: MaxHealth, Stamp: r.clock.Now()}
+	h := Hero{ID: id, Name: name, Location: Home, Health: MaxHealth, Stamp: Timestamp{Node: r.clock.Node()}}
+	if err := h.check(); err != nil {
+		return Hero{}, Delta{}, err
+	}
+	h.Stamp = r.clock.Now()
 	r.set(h)
 	return h, Delta{Heroes: []Hero{h}}, nil
 }
 
 // Update applies fn to the live hero with id and writes the result with a
 // fresh stamp. It returns ErrUnknown or ErrDead, changing nothing, when
-// there is no live hero. fn may not change the id; setting Dead is the
-// same as Delete.
+// there is no live hero, and an error, changing nothing, when fn leaves an
+// invalid location (ErrLocation) or an over-long name. fn may not change
+// the id; setting Dead is the same as Delete.
 func (r *Replica) Update(id uuid.UUID, fn func(*Hero)) (Hero, Delta, error) {
 	h, err := r.Lookup(id)
 	if err != nil {
 		return Hero{}, Delta{}, err
 	}
 	fn(&h)
-	h.ID = id
+	h.ID, h.Stamp = id, Timestamp{Node: r.clock.Node()}
 	h.Health = min(max(h.Health, 0), MaxHealth)
+	if h.Dead {
+		h.Patrolling, h.Health = false, 0
+	}
+	if err := h.check(); err != nil {
+		return Hero{}, Delta{}, err
+	}
 	h.Stamp = r.clock.Now()
 	r.set(h)
 	return h, Delta{Heroes: []Hero{h}}, nil
@@ -153,6 +167,11 @@ func (r *Replica) Delete(id uuid.UUID) (Delta, error) {
 func (r *Replica) Merge(d Delta) Delta {
 	var changed []Hero
 	var latest Timestamp
+	// skipped holds, per id, the latest tombstone passed over below as
+	// already collected. If a live entry for that id follows in the same
+	// delta, the tombstone is stored instead, so that the order of entries
+	// within a delta does not matter.
+	var skipped map[uuid.UUID]*Hero
 	for i := range d.Heroes {
 		in := &d.Heroes[i]
 		if latest.Less(in.Stamp) {
@@ -165,7 +184,16 @@ func (r *Replica) Merge(d Delta) Delta {
 		if !ok && in.Dead && in.Stamp.Wall < r.horizon {
 			// A tombstone this replica already collected: keeping it again
 			// would only ping-pong it between replicas.
+			if prev := skipped[in.ID]; prev == nil || in.wins(prev) {
+				if skipped == nil {
+					skipped = make(map[uuid.UUID]*Hero)
+				}
+				skipped[in.ID] = in
+			}
 			continue
+		}
+		if t := skipped[in.ID]; !ok && !in.Dead && t != nil {
+			in = t // a tombstone beats any live entry
 		}
 		r.set(*in)
 		changed = append(changed, *in)
@@ -210,6 +238,7 @@ func (r *Replica) set(h Hero) {
 		}
 	} else {
 		r.counts[leaf]++
+		r.ids[leaf] = append(r.ids[leaf], h.ID)
 	}
 	nh := h.hash()
 	r.sums[leaf] += nh
@@ -228,6 +257,12 @@ func (r *Replica) remove(id uuid.UUID, old *Hero) {
 	r.counts[leaf]--
 	if !old.Dead {
 		r.live--
+	}
+	ids := r.ids[leaf]
+	if i := slices.Index(ids, id); i >= 0 {
+		last := len(ids) - 1
+		ids[i] = ids[last]
+		r.ids[leaf] = ids[:last]
 	}
 	delete(r.entries, id)
 }

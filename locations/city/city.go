@@ -59,8 +59,13 @@ func (c Config) withDefaults() Config {
 	if c.FightInterval <= 0 {
 		c.FightInterval = d.FightInterval
 	}
-	if c.MinDamage <= 0 && c.MaxDamage <= 0 {
-		c.MinDamage, c.MaxDamage = d.MinDamage, d.MaxDamage
+	// Each damage bound defaults on its own: a zero or negative MinDamage
+	// would make a fight a no-op write or even heal.
+	if c.MinDamage <= 0 {
+		c.MinDamage = d.MinDamage
+	}
+	if c.MaxDamage <= 0 {
+		c.MaxDamage = d.MaxDamage
 	}
 	if c.MaxDamage < c.MinDamage {
 		c.MaxDamage = c.MinDamage

@@ -1,0 +1,5 @@
+//go:build !race
+
+package city_test
+
+const raceEnabled = false
