@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/asynkron/protoactor-go/cluster"
+
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/backend"
 	"github.com/superhero-cluster/superhero/dispatch/web"
@@ -75,7 +77,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
 	cfg.Peers = lay.Peers()
 	cfg.Cookie = layout.Cookie(*cookie)
-	n, err := node.Start(ctx, cfg, base)
+	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
+	defer hub.Close()
+	rules := city.DefaultConfig()
+	clock := crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() })
+	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(web.DeltaEvent(d)) })
+
+	// In the default protocol cities push their writes to dispatch's
+	// kind, which merges them into the store and so onto every page.
+	var kinds []*cluster.Kind
+	if proto == backend.ProtocolDefault {
+		kinds = append(kinds, backend.InboxKind(store, log))
+	}
+	n, err := node.Start(ctx, cfg, base, kinds...)
 	if err != nil {
 		return err
 	}
@@ -85,11 +99,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 
-	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
-	defer hub.Close()
-	rules := city.DefaultConfig()
-	clock := crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() })
-	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(web.DeltaEvent(d)) })
 	cities := backend.NodeCities{Node: n}
 	be := backend.New(backend.Config{Protocol: proto, Seed: *seed, Logger: log}, store, cities, hub)
 

@@ -94,13 +94,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 	clock := crdt.NewClock(*name, func() int64 { return time.Now().UnixNano() })
-	c, err := cityactor.Spawn(n.ActorSystem(), cityactor.Config{
+	cfgCity := cityactor.Config{
 		City:   loc,
 		Rules:  rules,
 		Clock:  clock,
 		Seed:   *seed,
 		Logger: log,
-	})
+	}
+	if *protocol == "default" {
+		cfgCity.Replication.Peers = cityactor.NodePeers{Node: n, Self: *name}
+	}
+	c, err := cityactor.Spawn(n.ActorSystem(), cfgCity)
 	if err != nil {
 		return err
 	}

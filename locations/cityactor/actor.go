@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/internal/supervise"
 	"github.com/superhero-cluster/superhero/messages"
 )
@@ -42,6 +44,9 @@ type stateActor struct {
 	log       *slog.Logger
 	srv       *Server
 	tickers   []*supervise.Ticker
+	// replicator spreads local writes; nil when replication is off.
+	replicator *actor.PID
+	stats      *Stats
 }
 
 // Receive only routes messages to Server.
@@ -53,9 +58,9 @@ func (a *stateActor) Receive(ctx actor.Context) {
 		a.stopTimers()
 	case *actor.Stopped:
 	case patrolTick:
-		a.srv.Patrol()
+		a.spread(ctx, a.srv.Patrol())
 	case fightTick:
-		a.srv.Fight()
+		a.spread(ctx, a.srv.Fight())
 	case collectTick:
 		a.srv.CollectTombstones()
 	case *messages.GetState:
@@ -71,10 +76,19 @@ func (a *stateActor) Receive(ctx actor.Context) {
 		a.onMerge(ctx, m)
 	case *messages.SyncRequest:
 		reply, _, err := a.srv.Sync(m)
+		// Count replies this city gives to a peer's exchange; its own
+		// exchanges are counted by its replicator, dispatch's are not
+		// city-to-city traffic.
+		if err == nil && m.From != dispatchName && m.From != string(a.srv.cfg.City) && len(reply.Msg) > 0 {
+			a.stats.SyncBytes.Add(uint64(len(reply.Msg)))
+		}
 		a.reply(ctx, m, reply, err)
 	case *messages.AssignHero:
-		reply, _ := a.srv.Assign(m)
+		reply, changed := a.srv.Assign(m)
 		ctx.Respond(reply)
+		a.spread(ctx, changed)
+	case *messages.GetStats:
+		ctx.Respond(a.srv.Stats(a.stats))
 	case *messages.Bomb:
 		a.onBomb(ctx)
 	default:
@@ -93,6 +107,10 @@ func (a *stateActor) onStarted(ctx actor.Context) {
 	a.srv = srv
 	a.log = srv.log
 	a.log.Info("city started", "replica", "empty")
+	if a.replicator != nil {
+		// Ask for a refill at once rather than at the next round.
+		ctx.Send(a.replicator, restarted{})
+	}
 	root := ctx.ActorSystem().Root
 	rules := srv.Rules()
 	a.tickers = []*supervise.Ticker{
@@ -125,6 +143,13 @@ func (a *stateActor) onBomb(ctx actor.Context) {
 	panic(ErrBombed)
 }
 
+// spread hands the city's own write to the replicator.
+func (a *stateActor) spread(ctx actor.Context, d crdt.Delta) {
+	if a.replicator != nil && d.Len() > 0 {
+		ctx.Send(a.replicator, localWrite{delta: d})
+	}
+}
+
 // reply answers a request or, on error, logs it and leaves the caller to
 // its deadline: these messages have no error reply.
 func (a *stateActor) reply(ctx actor.Context, req, reply any, err error) {
@@ -140,7 +165,11 @@ func (a *stateActor) reply(ctx actor.Context, req, reply any, err error) {
 type City struct {
 	name  string
 	group *supervise.Group
+	stats *Stats
 }
+
+// Stats returns the city's replication counters.
+func (c *City) Stats() *Stats { return c.stats }
 
 // Spawn starts the supervised city state on system. Down is closed when the
 // supervisor gives up.
@@ -150,25 +179,50 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("actor", "city-state")
+	name := string(cfg.City)
+	sup := supervisorName(name)
+	statePID := actor.NewPID(system.Address(), sup+"/state")
+	var replicatorPID *actor.PID
+	stats := &Stats{}
+	children := []supervise.Child{}
+	if cfg.Replication.Peers != nil {
+		rc := cfg.Replication.withDefaults()
+		replicatorPID = actor.NewPID(system.Address(), sup+"/replicator")
+		children = append(children, supervise.Child{Name: "replicator", Props: actor.PropsFromProducer(func() actor.Actor {
+			return &replicator{
+				city:  name,
+				cfg:   rc,
+				state: statePID,
+				stats: stats,
+				log:   cfg.Logger.With("actor", "city-replicator"),
+				rng:   rand.New(rand.NewPCG(cfg.Seed, 0xae)),
+			}
+		})})
+	}
 	var incarnation atomic.Uint64
 	stateProps := actor.PropsFromProducer(func() actor.Actor {
 		return &stateActor{
-			log: log,
+			log:        log,
+			replicator: replicatorPID,
+			stats:      stats,
 			newServer: func() (*Server, error) {
 				return NewServer(cfg, incarnation.Add(1))
 			},
 		}
 	})
+	// The replicator starts first, so the state actor's first refill
+	// request finds it.
+	children = append(children, supervise.Child{Name: "state", Props: stateProps})
 	g, err := supervise.Spawn(system, supervise.Config{
-		Name:        supervisorName(string(cfg.City)),
+		Name:        sup,
 		MaxRestarts: MaxRestarts,
 		Window:      RestartWindow,
 		Logger:      cfg.Logger,
-	}, supervise.Child{Name: "state", Props: stateProps})
+	}, children...)
 	if err != nil {
 		return nil, fmt.Errorf("cityactor: %w", err)
 	}
-	return &City{name: string(cfg.City), group: g}, nil
+	return &City{name: name, group: g, stats: stats}, nil
 }
 
 // State returns the PID of the state actor; it is stable across restarts.
@@ -184,6 +238,10 @@ func (c *City) Stop() { c.group.Stop() }
 // its child "state".
 func supervisorName(city string) string { return Kind(city) + "-supervisor" }
 
+// dispatchName is the name dispatch uses as the sender of the exchanges it
+// relays; they are not counted as this city's anti-entropy traffic.
+const dispatchName = "dispatch"
+
 // GrainKind returns the cluster kind for the named city: a thin grain that
 // forwards every request to the city's state actor on the same node,
 // keeping the sender so the state actor answers the caller directly. The
@@ -194,7 +252,7 @@ func GrainKind(city string) *cluster.Kind {
 	stateID := supervisorName(city) + "/state"
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		switch ctx.Message().(type) {
-		case *messages.GetState, *messages.GetDigest, *messages.GetHero, *messages.MergeDelta,
+		case *messages.GetState, *messages.GetDigest, *messages.GetHero, *messages.GetStats, *messages.MergeDelta,
 			*messages.SyncRequest, *messages.AssignHero, *messages.Bomb:
 			ctx.Forward(actor.NewPID(ctx.ActorSystem().Address(), stateID))
 		}

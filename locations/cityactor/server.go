@@ -42,6 +42,9 @@ type Config struct {
 	GCInterval time.Duration
 	// Logger receives the city's log lines. Default slog.Default().
 	Logger *slog.Logger
+	// Replication spreads the city's writes to the other replicas. The
+	// zero value turns it off (the original protocol).
+	Replication ReplicationConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -249,6 +252,21 @@ func (s *Server) Fight() crdt.Delta {
 		s.log.Info("fought", "hero", f.Hero.Name, "id", f.Hero.ID, "damage", f.Damage, "health", f.Hero.Health)
 	}
 	return d
+}
+
+// Stats answers GetStats.
+func (s *Server) Stats(st *Stats) *messages.Stats {
+	r := s.Replica()
+	return &messages.Stats{
+		City:        string(s.cfg.City),
+		Heroes:      uint32(r.Len()),
+		Tombstones:  uint32(r.Tombstones()),
+		Incarnation: s.incarnation,
+		SyncRounds:  st.SyncRounds.Load(),
+		SyncBytes:   st.SyncBytes.Load(),
+		Pushes:      st.Pushes.Load(),
+		PushBytes:   st.PushBytes.Load(),
+	}
 }
 
 // CollectTombstones drops tombstones older than the TTL, with the horizon
