@@ -55,6 +55,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		protocol = fs.String("protocol", "default", "replication protocol: default or original")
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
 	)
+	var repl cityactor.ReplicationConfig
+	fs.DurationVar(&repl.AntiEntropyInterval, "anti-entropy", 500*time.Millisecond, "anti-entropy period with a random peer city; negative turns it off")
+	fs.DurationVar(&repl.PushWindow, "push-window", 2*time.Millisecond, "how long local writes are coalesced before a push")
+	push := fs.Bool("push", true, "push every local write to the other replicas at once")
 	fs.DurationVar(&rules.PatrolInterval, "patrol", rules.PatrolInterval, "patrol tick")
 	fs.DurationVar(&rules.FightInterval, "fight", rules.FightInterval, "fight tick")
 	if err := fs.Parse(args); err != nil {
@@ -102,7 +106,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Logger: log,
 	}
 	if *protocol == "default" {
-		cfgCity.Replication.Peers = cityactor.NodePeers{Node: n, Self: *name}
+		repl.NoPush = !*push
+		repl.Peers = cityactor.NodePeers{Node: n, Self: *name}
+		cfgCity.Replication = repl
 	}
 	c, err := cityactor.Spawn(n.ActorSystem(), cfgCity)
 	if err != nil {

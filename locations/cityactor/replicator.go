@@ -50,8 +50,11 @@ type ReplicationConfig struct {
 	// Default 2 ms.
 	PushWindow time.Duration
 	// AntiEntropyInterval is the period of push-pull rounds with a random
-	// peer city. Default 500 ms.
+	// peer city. Default 500 ms; negative turns anti-entropy off (tests).
 	AntiEntropyInterval time.Duration
+	// NoPush turns eager push off, leaving anti-entropy alone to spread
+	// writes (tests).
+	NoPush bool
 	// Timeout bounds one request or send to a peer. Default 1 s.
 	Timeout time.Duration
 }
@@ -60,7 +63,7 @@ func (c ReplicationConfig) withDefaults() ReplicationConfig {
 	if c.PushWindow <= 0 {
 		c.PushWindow = 2 * time.Millisecond
 	}
-	if c.AntiEntropyInterval <= 0 {
+	if c.AntiEntropyInterval == 0 {
 		c.AntiEntropyInterval = 500 * time.Millisecond
 	}
 	if c.Timeout <= 0 {
@@ -119,7 +122,9 @@ func (r *replicator) Receive(ctx actor.Context) {
 	case pushTick:
 		r.flush()
 	case restarted:
-		r.startSync(ctx)
+		if r.cfg.AntiEntropyInterval > 0 {
+			r.startSync(ctx)
+		}
 	case syncTick:
 		r.startSync(ctx)
 	case syncDone:
@@ -132,7 +137,9 @@ func (r *replicator) Receive(ctx actor.Context) {
 func (r *replicator) onStarted(ctx actor.Context) {
 	r.pending = map[uuid.UUID]crdt.Hero{}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	r.ticker = supervise.Every(ctx.ActorSystem().Root, ctx.Self(), r.cfg.AntiEntropyInterval, syncTick{})
+	if r.cfg.AntiEntropyInterval > 0 {
+		r.ticker = supervise.Every(ctx.ActorSystem().Root, ctx.Self(), r.cfg.AntiEntropyInterval, syncTick{})
+	}
 }
 
 func (r *replicator) onStopping() {
@@ -147,6 +154,9 @@ func (r *replicator) onStopping() {
 }
 
 func (r *replicator) onWrite(ctx actor.Context, d crdt.Delta) {
+	if r.cfg.NoPush {
+		return
+	}
 	for _, h := range d.Heroes {
 		r.pending[h.ID] = h
 	}
