@@ -1,0 +1,180 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/superhero-cluster/superhero/crdt"
+)
+
+// Sentinel errors a Backend returns besides crdt.ErrUnknown, crdt.ErrDead
+// and crdt.ErrLocation. Wrap them with %w; the server tests them with
+// errors.Is.
+var (
+	// ErrUnknownCity means the location is not a city of the cluster
+	// (Home included, where a city is required).
+	ErrUnknownCity = errors.New("dispatch: unknown city")
+	// ErrCityDown means the city is known but did not answer: it is down,
+	// restarting, or cut off. A backend call that ran out of time talking
+	// to a city should wrap both: fmt.Errorf("%w: %w", ErrCityDown, err).
+	ErrCityDown = errors.New("dispatch: city unreachable")
+)
+
+// Backend is everything the web layer needs from the dispatch node. The
+// actor side implements it; the server never touches replicas or actors
+// itself. Methods are called concurrently from many requests.
+//
+// Heroes and Hero read dispatch's own merged replica and must not block.
+// The other methods may talk to cities; they must return when ctx ends
+// (the server bounds each call by Config.CommandTimeout, 1 s by default).
+type Backend interface {
+	// Heroes returns the live heroes of dispatch's merged view, in any
+	// order.
+	Heroes() []crdt.Hero
+
+	// Hero returns the hero with id. For a tombstone it returns the
+	// tombstone and an error wrapping crdt.ErrDead; for an id never seen,
+	// an error wrapping crdt.ErrUnknown.
+	Hero(id uuid.UUID) (crdt.Hero, error)
+
+	// Create writes a new live hero at Home with full health and returns
+	// it. The name is already validated and never empty.
+	Create(ctx context.Context, name string) (crdt.Hero, error)
+
+	// Delete tombstones the hero. Deleting a hero that is already dead
+	// returns nil; an id never seen returns crdt.ErrUnknown.
+	Delete(ctx context.Context, id uuid.UUID) error
+
+	// Assign sends the hero to a city, or Home, and returns the hero as
+	// applied. Errors: crdt.ErrUnknown, crdt.ErrDead, ErrUnknownCity,
+	// ErrCityDown.
+	Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (crdt.Hero, error)
+
+	// Bomb crashes a city's actor and returns the city bombed. An empty
+	// city means a random city that is up. Errors: ErrUnknownCity, and
+	// ErrCityDown when the city (or, for a random pick, every city) is
+	// down.
+	Bomb(ctx context.Context, city crdt.Location) (crdt.Location, error)
+
+	// Cluster reports every known city; a city that does not answer in
+	// time is reported down. It does not fail.
+	Cluster(ctx context.Context) ClusterStatus
+
+	// CityHeroes returns the live heroes of one city's own replica.
+	// Errors: ErrUnknownCity, ErrCityDown.
+	CityHeroes(ctx context.Context, city crdt.Location) ([]crdt.Hero, error)
+}
+
+// Publisher takes events for the open pages. *Hub implements it; the
+// backend publishes a delta event whenever dispatch's replica changes
+// (the effective delta returned by crdt.Replica.Merge or by a local write)
+// and a cluster event whenever a city's status, hero count or digest
+// changes. Publish must not block.
+type Publisher interface {
+	Publish(Event)
+}
+
+var _ Publisher = (*Hub)(nil)
+
+// ClusterStatus is the state of every city as dispatch sees it.
+type ClusterStatus struct {
+	// Cities lists every known city in a stable order.
+	Cities []CityStatus
+	// InSync reports whether at least one city is up and every city that
+	// is up reports the same digest.
+	InSync bool
+}
+
+// CityStatus is one city's state.
+type CityStatus struct {
+	Name crdt.Location
+	// Up reports whether the city answered the latest status request.
+	Up bool
+	// Heroes is the number of live heroes in the city's replica; 0 when
+	// down.
+	Heroes int
+	// Digest is the fingerprint of the city's replica
+	// (crdt.Digest.Fingerprint); equal replicas have equal digests. It is
+	// meaningless when the city is down.
+	Digest uint64
+}
+
+// statusError gives an error an HTTP status that overrides the mapping in
+// statusOf, for the few cases that depend on the request (a dead hero is
+// 410 on GET but 409 on assign) and for request validation.
+type statusError struct {
+	status int
+	err    error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// withStatus returns err carrying status.
+func withStatus(status int, err error) error { return &statusError{status: status, err: err} }
+
+// badRequest returns a 400 error with msg.
+func badRequest(msg string) error { return withStatus(http.StatusBadRequest, errors.New(msg)) }
+
+// statusOf maps an error to its HTTP status. It is the only place that
+// does so; WebSocket error frames carry the same status.
+func statusOf(err error) int {
+	var se *statusError
+	var he *echo.HTTPError
+	switch {
+	case err == nil:
+		return http.StatusOK
+	case errors.As(err, &se):
+		return se.status
+	case errors.As(err, &he):
+		return he.Code
+	case errors.Is(err, crdt.ErrUnknown):
+		return http.StatusNotFound
+	case errors.Is(err, crdt.ErrDead):
+		return http.StatusConflict
+	case errors.Is(err, crdt.ErrLocation), errors.Is(err, ErrUnknownCity):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrCityDown),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// errorMessage is the text a client sees for err with status. Internal
+// errors are not shown; everything else is the error's own text.
+func errorMessage(err error, status int) string {
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		msg, ok := he.Message.(string)
+		if !ok || msg == http.StatusText(he.Code) {
+			msg = lowerStatusText(he.Code)
+		}
+		return msg
+	}
+	switch {
+	case status == http.StatusInternalServerError:
+		return "internal server error"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "dispatch: timed out waiting for the cluster"
+	}
+	return err.Error()
+}
+
+func lowerStatusText(code int) string {
+	b := []byte(http.StatusText(code))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	if len(b) == 0 {
+		return "error"
+	}
+	return string(b)
+}

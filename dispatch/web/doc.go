@@ -1,0 +1,55 @@
+// Package web is the dispatch node's web layer: a JSON API, a WebSocket
+// feed and the live page, served by Echo. It knows the cluster only through
+// the Backend interface, which the actor side implements, and it pushes
+// changes to pages through a Hub that never blocks the publisher.
+//
+// # HTTP API
+//
+// Every error, including unknown routes (404), wrong methods (405) and
+// oversize bodies (413), is {"error": "..."}.
+//
+//	GET    /healthz                        200
+//	GET    /api/superheroes                200 {"superheroes":[HERO...]} sorted by name, then id
+//	POST   /api/superheroes                201 HERO; body optional {"name":"..."}; 400 name > 64 chars
+//	GET    /api/superheroes/{id}           200 HERO; 400 bad id; 404 never seen; 410 dead
+//	DELETE /api/superheroes/{id}           204 (also for a dead hero); 400; 404
+//	PUT    /api/superheroes/{id}/location  200 HERO; body {"location":"gotham"|"home"};
+//	                                       400 bad location; 404; 409 dead; 503 city down
+//	POST   /api/bomb                       202 {"city":"gotham"}; body optional {"city":"..."}; 400; 503
+//	GET    /api/cluster                    200 {"cities":[{"name","up","heroes","digest"}...],"in_sync":BOOL}
+//	GET    /api/cities/{city}/superheroes  200 {"superheroes":[...]}; 400 unknown city; 503 down
+//
+// HERO is {"id","name","location","is_patrolling","health","dead","updated_at"},
+// updated_at being the write's wall time in RFC 3339 with nanoseconds.
+// Bodies are JSON objects of at most 64 KiB (413) with no unknown fields
+// (400). Mutating calls from a browser page of another origin get 403.
+//
+// # WebSocket feed: GET /ws
+//
+// The server sends, as JSON text frames:
+//
+//	{"type":"snapshot","heroes":[HERO...],"cluster":CLUSTER}   first, once
+//	{"type":"delta","heroes":[HERO...]}                         changed entries; "dead":true removes
+//	{"type":"cluster","cluster":CLUSTER}                        city status changed
+//	{"type":"flash","message":"gotham has been destroyed"}      for every page
+//
+// CLUSTER is the body of GET /api/cluster. Deltas that pile up while a
+// frame is being written are merged into one, newest entry per id. A page
+// that falls too far behind is dropped: closed with status 1013 (try again
+// later), or cut off when a frame cannot be written within the write
+// timeout. On shutdown the status is 1001 (going away). Pages reconnect and
+// start again from a snapshot.
+//
+// The client sends commands; each gets exactly one reply, in order:
+//
+//	{"op":"create","name"?:"...","ref"?:R}          -> {"type":"ok","ref":R,"hero":HERO}
+//	{"op":"delete","id":"...","ref"?:R}             -> {"type":"ok","ref":R,"id":"..."}
+//	{"op":"assign","id":"...","location":"...","ref"?:R} -> {"type":"ok","ref":R,"hero":HERO}
+//	{"op":"bomb","city"?:"...","ref"?:R}            -> {"type":"ok","ref":R,"city":"gotham"}
+//	failure                                         -> {"type":"error","ref":R,"error":"...","status":NNN}
+//
+// R is any JSON value, echoed back. Status codes are those of the HTTP
+// API. A frame that is not a command (bad JSON, unknown op or field, bad
+// id, a binary frame, more than 64 KiB) gets an error reply and the
+// connection stays open.
+package web

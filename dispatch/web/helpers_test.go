@@ -1,0 +1,491 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+
+	"github.com/superhero-cluster/superhero/crdt"
+)
+
+// fakeBackend is an in-memory Backend over a real crdt.Replica. Cities are
+// only names with an up flag.
+type fakeBackend struct {
+	pub Publisher
+
+	mu       sync.Mutex
+	rep      *crdt.Replica
+	cities   []crdt.Location
+	up       map[crdt.Location]bool
+	rng      *rand.Rand
+	bombed   []crdt.Location
+	fail     error         // returned by every call that takes a context
+	block    bool          // Assign waits for its context to end
+	deadline time.Duration // time left on the context of the latest call
+	panics   bool          // Heroes panics
+}
+
+var _ Backend = (*fakeBackend)(nil)
+
+func newFakeBackend(pub Publisher) *fakeBackend {
+	clock := crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() })
+	f := &fakeBackend{
+		pub:    pub,
+		rep:    crdt.NewReplica(clock),
+		cities: append([]crdt.Location(nil), crdt.DefaultCities...),
+		up:     make(map[crdt.Location]bool),
+		rng:    rand.New(rand.NewPCG(1, 2)),
+	}
+	for _, c := range f.cities {
+		f.up[c] = true
+	}
+	return f
+}
+
+func (f *fakeBackend) publish(d crdt.Delta) {
+	if f.pub != nil {
+		f.pub.Publish(DeltaEvent(d))
+	}
+}
+
+// note records the context's deadline and returns the configured failure.
+func (f *fakeBackend) note(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadline = -1
+	if d, ok := ctx.Deadline(); ok {
+		f.deadline = time.Until(d)
+	}
+	return f.fail
+}
+
+func (f *fakeBackend) setUp(city crdt.Location, up bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.up[city] = up
+}
+
+func (f *fakeBackend) lastDeadline() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deadline
+}
+
+func (f *fakeBackend) cityErr(city crdt.Location) error {
+	up, known := f.up[city]
+	switch {
+	case !known:
+		return fmt.Errorf("%w: %s", ErrUnknownCity, city)
+	case !up:
+		return fmt.Errorf("%w: %s", ErrCityDown, city)
+	}
+	return nil
+}
+
+func (f *fakeBackend) Heroes() []crdt.Hero {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.panics {
+		panic("fake: Heroes panics")
+	}
+	return f.rep.Heroes()
+}
+
+func (f *fakeBackend) Hero(id uuid.UUID) (crdt.Hero, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rep.Lookup(id)
+}
+
+func (f *fakeBackend) Create(ctx context.Context, name string) (crdt.Hero, error) {
+	if err := f.note(ctx); err != nil {
+		return crdt.Hero{}, err
+	}
+	f.mu.Lock()
+	h, d, err := f.rep.Create(uuid.New(), name)
+	f.mu.Unlock()
+	f.publish(d)
+	return h, err
+}
+
+func (f *fakeBackend) Delete(ctx context.Context, id uuid.UUID) error {
+	if err := f.note(ctx); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	d, err := f.rep.Delete(id)
+	f.mu.Unlock()
+	f.publish(d)
+	return err
+}
+
+func (f *fakeBackend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (crdt.Hero, error) {
+	if err := f.note(ctx); err != nil {
+		return crdt.Hero{}, err
+	}
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return crdt.Hero{}, ctx.Err()
+	}
+	f.mu.Lock()
+	if to.IsCity() {
+		if err := f.cityErr(to); err != nil {
+			f.mu.Unlock()
+			return crdt.Hero{}, err
+		}
+	}
+	h, d, err := f.rep.Update(id, func(h *crdt.Hero) {
+		h.Location, h.Patrolling, h.Health = to, false, h.Health+20
+	})
+	f.mu.Unlock()
+	f.publish(d)
+	return h, err
+}
+
+func (f *fakeBackend) Bomb(ctx context.Context, city crdt.Location) (crdt.Location, error) {
+	if err := f.note(ctx); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if city == "" {
+		var up []crdt.Location
+		for _, c := range f.cities {
+			if f.up[c] {
+				up = append(up, c)
+			}
+		}
+		if len(up) == 0 {
+			return "", fmt.Errorf("%w: every city is down", ErrCityDown)
+		}
+		city = up[f.rng.IntN(len(up))]
+	}
+	if err := f.cityErr(city); err != nil {
+		return "", err
+	}
+	f.bombed = append(f.bombed, city)
+	return city, nil
+}
+
+func (f *fakeBackend) Cluster(ctx context.Context) ClusterStatus {
+	_ = f.note(ctx) // Cluster cannot fail
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cs := ClusterStatus{InSync: true}
+	for _, c := range f.cities {
+		st := CityStatus{Name: c, Up: f.up[c]}
+		if st.Up {
+			st.Heroes, st.Digest = f.rep.Len(), f.rep.Fingerprint()
+		} else {
+			cs.InSync = false
+		}
+		cs.Cities = append(cs.Cities, st)
+	}
+	return cs
+}
+
+func (f *fakeBackend) CityHeroes(ctx context.Context, city crdt.Location) ([]crdt.Hero, error) {
+	if err := f.note(ctx); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.cityErr(city); err != nil {
+		return nil, err
+	}
+	var out []crdt.Hero
+	for _, h := range f.rep.Heroes() {
+		if h.Location == city {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}
+
+// seed adds a live hero without publishing.
+func (f *fakeBackend) seed(t *testing.T, name string) crdt.Hero {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h, _, err := f.rep.Create(uuid.New(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// seedDead adds a tombstone without publishing.
+func (f *fakeBackend) seedDead(t *testing.T, name string) crdt.Hero {
+	t.Helper()
+	h := f.seed(t, name)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, err := f.rep.Delete(h.ID); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// testLogger sends logs to t.Log until the test ends.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+}
+
+// env is a server over a fake backend, on a real HTTP listener.
+type env struct {
+	t       *testing.T
+	srv     *Server
+	hub     *Hub
+	backend *fakeBackend
+	ts      *httptest.Server
+}
+
+type envOption func(*Config, *HubConfig)
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	cfg := Config{NewName: func() string { return "Captain Test" }}
+	var hcfg HubConfig
+	for _, o := range opts {
+		o(&cfg, &hcfg)
+	}
+	log := testLogger(t)
+	hub := NewHub(hcfg, log)
+	fb := newFakeBackend(hub)
+	srv, err := New(cfg, fb, hub, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		ts.Close()
+		hub.Close()
+	})
+	return &env{t: t, srv: srv, hub: hub, backend: fb, ts: ts}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("response %d %q: %v", r.status, r.body, err)
+	}
+}
+
+// do sends a request; a body of nil sends none.
+func (e *env) do(method, path string, body io.Reader, header http.Header) response {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.ts.URL+path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	res, err := e.ts.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+func (e *env) doJSON(method, path, body string) response {
+	e.t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	return e.do(method, path, r, nil)
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for delay := time.Millisecond; !cond(); delay = min(2*delay, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// frame is any server-to-client WebSocket frame.
+type frame struct {
+	Type    string          `json:"type"`
+	Ref     json.RawMessage `json:"ref"`
+	Heroes  []heroJSON      `json:"heroes"`
+	Cluster *clusterJSON    `json:"cluster"`
+	Message string          `json:"message"`
+	Hero    *heroJSON       `json:"hero"`
+	ID      string          `json:"id"`
+	City    string          `json:"city"`
+	Error   string          `json:"error"`
+	Status  int             `json:"status"`
+}
+
+func (e *env) wsURL() string { return "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/ws" }
+
+// dial opens a WebSocket client; it is closed when the test ends.
+func (e *env) dial(ctx context.Context, opts *websocket.DialOptions) *websocket.Conn {
+	e.t.Helper()
+	c, res, err := websocket.Dial(ctx, e.wsURL(), opts)
+	if res != nil && res.Body != nil {
+		res.Body.Close()
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c.SetReadLimit(-1)
+	e.t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// readFrame reads one frame within 5 s.
+func readFrame(ctx context.Context, c *websocket.Conn) (frame, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	typ, b, err := c.Read(ctx)
+	if err != nil {
+		return frame{}, err
+	}
+	if typ != websocket.MessageText {
+		return frame{}, fmt.Errorf("frame type %v", typ)
+	}
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return frame{}, fmt.Errorf("frame %q: %w", b, err)
+	}
+	return f, nil
+}
+
+// nextFrame reads frames until one of the given type, within 5 s in all.
+func nextFrame(t *testing.T, c *websocket.Conn, typ string) frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		f, err := readFrame(ctx, c)
+		if err != nil {
+			t.Fatalf("waiting for a %s frame: %v", typ, err)
+		}
+		if f.Type == typ {
+			return f
+		}
+	}
+}
+
+// roundTrip sends a command and returns its reply, skipping event frames.
+func roundTrip(t *testing.T, c *websocket.Conn, cmd string) frame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte(cmd)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := readFrame(ctx, c)
+		if err != nil {
+			t.Fatalf("waiting for the reply to %s: %v", cmd, err)
+		}
+		if f.Type == "ok" || f.Type == "error" {
+			return f
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// bigBody returns a JSON object of more than n bytes.
+func bigBody(n int) string {
+	return `{"name":"` + strings.Repeat("x", n) + `"}`
+}
+
+// chunked hides the length of r, so the request is sent chunked.
+type chunked struct{ r io.Reader }
+
+func (c chunked) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func isJSONError(b []byte) bool {
+	var e map[string]any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&e); err != nil {
+		return false
+	}
+	msg, ok := e["error"].(string)
+	return ok && msg != "" && len(e) == 1
+}
+
+var errBoom = errors.New("boom")
+
+// testContext returns a context cancelled when the test ends.
+func testContext(t *testing.T) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx, cancel
+}
+
+func listen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }

@@ -1,0 +1,607 @@
+package web
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/brianvoe/gofakeit/v7"
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/superhero-cluster/superhero/crdt"
+)
+
+//go:embed static
+var staticFiles embed.FS
+
+// Config holds the server's settings. The zero value of a field means its
+// default; see DefaultConfig.
+type Config struct {
+	// Addr is the TCP address Run listens on. Default "127.0.0.1:4900".
+	Addr string
+	// AllowedOrigins are extra origins whose pages may open the WebSocket
+	// and call the mutating API, as patterns in path.Match syntax matched
+	// against the Origin's host[:port], e.g. "localhost:*" or
+	// "*.example.com", or against scheme://host[:port] when the pattern
+	// contains "://". A page served by this server (Origin host equal to
+	// the request's Host) is always allowed, and requests without an
+	// Origin (curl, tests) are too. Default none.
+	AllowedOrigins []string
+	// BodyLimit is the largest request body and the largest WebSocket
+	// command frame, in bytes. A larger body gets 413; a larger frame gets
+	// an error frame (status 413) and the connection stays open, up to 16
+	// times the limit, beyond which the connection is closed with status
+	// 1009 (message too big). Default 64 KiB.
+	BodyLimit int64
+	// WriteTimeout bounds the write of one WebSocket frame. A client that
+	// cannot take a frame in time is disconnected. Default 5 s.
+	WriteTimeout time.Duration
+	// CommandTimeout bounds every backend call made for a request or a
+	// WebSocket command, and the cluster status read for a snapshot.
+	// Default 1 s.
+	CommandTimeout time.Duration
+	// ShutdownTimeout bounds graceful shutdown in Run and Serve. Default 5 s.
+	ShutdownTimeout time.Duration
+	// NewName makes up a name for a hero created without one. It must be
+	// safe for concurrent use. Default: fake superhero names.
+	NewName func() string
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	faker := gofakeit.New(0)
+	return Config{
+		Addr:            "127.0.0.1:4900",
+		BodyLimit:       64 << 10,
+		WriteTimeout:    5 * time.Second,
+		CommandTimeout:  time.Second,
+		ShutdownTimeout: 5 * time.Second,
+		NewName:         func() string { return fakeHeroName(faker) },
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
+	if c.BodyLimit <= 0 {
+		c.BodyLimit = d.BodyLimit
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.CommandTimeout <= 0 {
+		c.CommandTimeout = d.CommandTimeout
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if c.NewName == nil {
+		c.NewName = d.NewName
+	}
+	return c
+}
+
+// Server is the dispatch node's web layer: the JSON API, the WebSocket
+// feed and the live page.
+type Server struct {
+	cfg     Config
+	backend Backend
+	hub     *Hub
+	log     *slog.Logger
+	echo    *echo.Echo
+
+	// ctx ends every WebSocket connection; Shutdown cancels it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	closing bool
+	conns   sync.WaitGroup // WebSocket handlers
+	active  atomic.Int64   // open WebSocket connections
+}
+
+// New returns a server. It fails only for an invalid Config. Every log line
+// carries node=dispatch.
+func New(cfg Config, backend Backend, hub *Hub, logger *slog.Logger) (*Server, error) {
+	cfg = cfg.withDefaults()
+	for _, p := range cfg.AllowedOrigins {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, fmt.Errorf("dispatch: allowed origin %q: %w", p, err)
+		}
+	}
+	if backend == nil || hub == nil {
+		return nil, errors.New("dispatch: web server needs a backend and a hub")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:     cfg,
+		backend: backend,
+		hub:     hub,
+		log:     logger.With("node", "dispatch"),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	s.echo = s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(s.logRequests)
+	e.Use(s.recoverPanics)
+	e.Use(s.limitBody)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+
+	e.GET("/api/superheroes", s.listHeroes)
+	e.POST("/api/superheroes", s.createHero, s.checkOrigin)
+	e.GET("/api/superheroes/:id", s.getHero)
+	e.DELETE("/api/superheroes/:id", s.deleteHero, s.checkOrigin)
+	e.PUT("/api/superheroes/:id/location", s.assignHero, s.checkOrigin)
+	e.POST("/api/bomb", s.bomb, s.checkOrigin)
+	e.GET("/api/cluster", s.cluster)
+	e.GET("/api/cities/:city/superheroes", s.cityHeroes)
+
+	e.GET("/ws", s.serveWS)
+
+	static := echo.MustSubFS(staticFiles, "static")
+	e.GET("/", echo.StaticFileHandler("index.html", static), s.pageHeaders)
+	e.GET("/static/*", echo.StaticDirectoryHandler(static, true), s.pageHeaders)
+	return e
+}
+
+// Handler returns the HTTP handler, for tests and for callers that run
+// their own http.Server. Call Shutdown to end WebSocket connections.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Run listens on Config.Addr and serves until ctx ends, then shuts down
+// gracefully within Config.ShutdownTimeout.
+func (s *Server) Run(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("dispatch: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then stops accepting, closes every
+// WebSocket (status 1001) and waits for requests in flight, all within
+// Config.ShutdownTimeout. It closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// No ReadTimeout or WriteTimeout: they would stay on hijacked
+		// WebSocket connections. Those have their own write deadlines.
+	}
+	srv.RegisterOnShutdown(s.cancel)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("http listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		s.cancel()
+		return fmt.Errorf("dispatch: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := errors.Join(srv.Shutdown(sctx), s.Shutdown(sctx))
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	s.log.Info("http stopped", "err", err)
+	return err
+}
+
+// Shutdown closes every WebSocket connection with status 1001 (going
+// away), refuses new ones, and waits for their goroutines to end or ctx to
+// end. It does not close the hub, which the caller owns.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.cancel()
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("dispatch: websockets still open after shutdown timeout: %w", ctx.Err())
+	}
+}
+
+// track registers a WebSocket handler; it fails once shutdown started.
+func (s *Server) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns.Add(1)
+	return true
+}
+
+// --- middleware ---
+
+// logRequests logs one short line per request. It handles the error
+// itself so the logged status is the one sent.
+func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		req, status := c.Request(), c.Response().Status
+		level := slog.LevelInfo
+		switch {
+		case status == http.StatusInternalServerError:
+			level = slog.LevelError
+		case status >= 500:
+			level = slog.LevelWarn
+		case req.URL.Path == "/healthz" || strings.HasPrefix(req.URL.Path, "/static/"):
+			level = slog.LevelDebug
+		}
+		attrs := []any{"method", req.Method, "path", req.URL.Path, "status", status, "dur", time.Since(start).Round(time.Microsecond)}
+		if err != nil && status >= 500 {
+			attrs = append(attrs, "err", err)
+		}
+		s.log.Log(req.Context(), level, "http", attrs...)
+		return nil
+	}
+}
+
+// recoverPanics turns a handler panic into a 500 and logs it with the
+// stack. (echo's own Recover middleware lives in a package whose
+// dependencies this module does not carry.)
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("http panic", "path", c.Request().URL.Path, "panic", v, "stack", string(debug.Stack()))
+				err = fmt.Errorf("dispatch: handler panic: %v", v)
+			}
+		}()
+		return next(c)
+	}
+}
+
+// limitBody rejects bodies over Config.BodyLimit: at once when the
+// Content-Length says so, otherwise when reading passes the limit.
+func (s *Server) limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		if req.ContentLength > s.cfg.BodyLimit {
+			return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", s.cfg.BodyLimit))
+		}
+		req.Body = http.MaxBytesReader(c.Response(), req.Body, s.cfg.BodyLimit)
+		return next(c)
+	}
+}
+
+// checkOrigin refuses state-changing API calls from pages of other
+// origins, which could otherwise bomb cities with a cross-site form post.
+func (s *Server) checkOrigin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !s.originAllowed(c.Request()) {
+			return withStatus(http.StatusForbidden, errors.New("origin not allowed"))
+		}
+		return next(c)
+	}
+}
+
+// originAllowed reports whether r comes from no browser page, from a page
+// of this server, or from an allowed origin.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, p := range s.cfg.AllowedOrigins {
+		target := u.Host
+		if strings.Contains(p, "://") {
+			target = u.Scheme + "://" + u.Host
+		}
+		if ok, _ := path.Match(strings.ToLower(p), strings.ToLower(target)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) pageHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		host := c.Request().Host
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; connect-src 'self' ws://"+host+" wss://"+host+"; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-cache")
+		return next(c)
+	}
+}
+
+// handleError writes every error as {"error": "..."} with its status.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status := statusOf(err)
+	msg := errorMessage(err, status) // logRequests logs the error itself
+	var werr error
+	if c.Request().Method == http.MethodHead {
+		werr = c.NoContent(status)
+	} else {
+		werr = c.JSON(status, errorJSON{Error: msg})
+	}
+	if werr != nil {
+		s.log.Debug("http error response not written", "err", werr)
+	}
+}
+
+// --- handlers ---
+
+func (s *Server) listHeroes(c echo.Context) error {
+	heroes := slices.Clone(s.backend.Heroes())
+	sortHeroes(heroes)
+	return c.JSON(http.StatusOK, heroesJSON{Superheroes: toHeroesJSON(heroes)})
+}
+
+func (s *Server) createHero(c echo.Context) error {
+	var body struct {
+		Name string `json:"name"`
+	}
+	if err := decodeBody(c.Request().Body, &body, true); err != nil {
+		return err
+	}
+	h, err := s.create(c.Request().Context(), body.Name)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/api/superheroes/"+h.ID.String())
+	return c.JSON(http.StatusCreated, toHeroJSON(h))
+}
+
+func (s *Server) getHero(c echo.Context) error {
+	id, err := parseID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	h, err := s.backend.Hero(id)
+	if errors.Is(err, crdt.ErrDead) {
+		return withStatus(http.StatusGone, err)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toHeroJSON(h))
+}
+
+func (s *Server) deleteHero(c echo.Context) error {
+	id, err := parseID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if err := s.delete(c.Request().Context(), id); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) assignHero(c echo.Context) error {
+	id, err := parseID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	var body struct {
+		Location *string `json:"location"`
+	}
+	if err := decodeBody(c.Request().Body, &body, false); err != nil {
+		return err
+	}
+	if body.Location == nil {
+		return badRequest(`"location" is required`)
+	}
+	h, err := s.assign(c.Request().Context(), id, *body.Location)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toHeroJSON(h))
+}
+
+func (s *Server) bomb(c echo.Context) error {
+	var body struct {
+		City string `json:"city"`
+	}
+	if err := decodeBody(c.Request().Body, &body, true); err != nil {
+		return err
+	}
+	city, err := s.bombCity(c.Request().Context(), body.City)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, cityRefJSON{City: string(city)})
+}
+
+func (s *Server) cluster(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.CommandTimeout)
+	defer cancel()
+	return c.JSON(http.StatusOK, toClusterJSON(s.backend.Cluster(ctx)))
+}
+
+func (s *Server) cityHeroes(c echo.Context) error {
+	city, err := parseCity(c.Param("city"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.CommandTimeout)
+	defer cancel()
+	heroes, err := s.backend.CityHeroes(ctx, city)
+	if err != nil {
+		return err
+	}
+	heroes = slices.Clone(heroes)
+	sortHeroes(heroes)
+	return c.JSON(http.StatusOK, heroesJSON{Superheroes: toHeroesJSON(heroes)})
+}
+
+// --- operations shared by the API and WebSocket commands ---
+
+func (s *Server) create(ctx context.Context, name string) (crdt.Hero, error) {
+	name, err := cleanName(name)
+	if err != nil {
+		return crdt.Hero{}, err
+	}
+	if name == "" {
+		if name, err = cleanName(s.cfg.NewName()); err != nil || name == "" {
+			return crdt.Hero{}, fmt.Errorf("dispatch: made-up name %q unusable: %w", name, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+	defer cancel()
+	return s.backend.Create(ctx, name)
+}
+
+func (s *Server) delete(ctx context.Context, id uuid.UUID) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+	defer cancel()
+	return s.backend.Delete(ctx, id)
+}
+
+func (s *Server) assign(ctx context.Context, id uuid.UUID, location string) (crdt.Hero, error) {
+	to, err := crdt.ParseLocation(location)
+	if err != nil {
+		return crdt.Hero{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+	defer cancel()
+	return s.backend.Assign(ctx, id, to)
+}
+
+// bombCity bombs city ("" for a random one) and tells every page.
+func (s *Server) bombCity(ctx context.Context, city string) (crdt.Location, error) {
+	var target crdt.Location
+	if city != "" {
+		var err error
+		if target, err = parseCity(city); err != nil {
+			return "", err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+	defer cancel()
+	bombed, err := s.backend.Bomb(ctx, target)
+	if err != nil {
+		return "", err
+	}
+	s.log.Info("city bombed", "city", bombed)
+	s.hub.Publish(FlashEvent(string(bombed) + " has been destroyed"))
+	return bombed, nil
+}
+
+// --- input parsing ---
+
+// parseID accepts only the canonical 36-character form of a UUID.
+func parseID(s string) (uuid.UUID, error) {
+	if s == "" {
+		return uuid.UUID{}, badRequest("superhero id is required")
+	}
+	if len(s) != 36 {
+		return uuid.UUID{}, badRequest(fmt.Sprintf("invalid superhero id %q", s))
+	}
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return uuid.UUID{}, badRequest(fmt.Sprintf("invalid superhero id %q", s))
+	}
+	return id, nil
+}
+
+// parseCity accepts a valid location other than Home.
+func parseCity(s string) (crdt.Location, error) {
+	l, err := crdt.ParseLocation(s)
+	if err != nil {
+		return "", err
+	}
+	if !l.IsCity() {
+		return "", fmt.Errorf("%w: %q", ErrUnknownCity, s)
+	}
+	return l, nil
+}
+
+// decodeBody decodes one JSON object from r into dst, refusing unknown
+// fields and trailing data. An empty body is fine when optional.
+func decodeBody(r io.Reader, dst any, optional bool) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(dst)
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = errors.New("unexpected data after the JSON object")
+			if terr != nil {
+				err = terr
+			}
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooBig):
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
+	case errors.Is(err, io.EOF) && optional:
+		return nil
+	case errors.Is(err, io.EOF):
+		return badRequest("request body is required")
+	}
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("malformed JSON: " + err.Error())
+	case errors.As(err, &typ) && typ.Field == "":
+		return badRequest("invalid JSON: expected an object, got " + typ.Value)
+	case errors.As(err, &typ):
+		return badRequest(fmt.Sprintf("invalid JSON: %q must not be %s", typ.Field, typ.Value))
+	}
+	return badRequest("invalid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
+}

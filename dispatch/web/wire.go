@@ -1,0 +1,163 @@
+package web
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/superhero-cluster/superhero/crdt"
+)
+
+// The JSON shapes of the API and of WebSocket frames. They are the only
+// place the wire format is spelled out.
+
+// heroJSON is a hero on the wire.
+type heroJSON struct {
+	ID           string `json:"id"`
+	Name         string `json:"name"`
+	Location     string `json:"location"`
+	IsPatrolling bool   `json:"is_patrolling"`
+	Health       int    `json:"health"`
+	Dead         bool   `json:"dead"`
+	UpdatedAt    string `json:"updated_at"` // the stamp's wall time, RFC 3339 with nanoseconds, UTC
+}
+
+func toHeroJSON(h crdt.Hero) heroJSON {
+	return heroJSON{
+		ID:           h.ID.String(),
+		Name:         h.Name,
+		Location:     string(h.Location),
+		IsPatrolling: h.Patrolling,
+		Health:       h.Health,
+		Dead:         h.Dead,
+		UpdatedAt:    time.Unix(0, h.Stamp.Wall).UTC().Format(time.RFC3339Nano),
+	}
+}
+
+// toHeroesJSON converts heroes, never returning nil (so the JSON is [] and
+// not null).
+func toHeroesJSON(hs []crdt.Hero) []heroJSON {
+	out := make([]heroJSON, len(hs))
+	for i := range hs {
+		out[i] = toHeroJSON(hs[i])
+	}
+	return out
+}
+
+// sortHeroes sorts by name, then id.
+func sortHeroes(hs []crdt.Hero) {
+	slices.SortFunc(hs, func(a, b crdt.Hero) int {
+		if c := cmp.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.ID[:], b.ID[:])
+	})
+}
+
+type heroesJSON struct {
+	Superheroes []heroJSON `json:"superheroes"`
+}
+
+type cityJSON struct {
+	Name   string `json:"name"`
+	Up     bool   `json:"up"`
+	Heroes int    `json:"heroes"`
+	Digest string `json:"digest"` // 16 hex digits; "" when down
+}
+
+type clusterJSON struct {
+	Cities []cityJSON `json:"cities"`
+	InSync bool       `json:"in_sync"`
+}
+
+func toClusterJSON(cs ClusterStatus) clusterJSON {
+	out := clusterJSON{Cities: make([]cityJSON, len(cs.Cities)), InSync: cs.InSync}
+	for i, c := range cs.Cities {
+		out.Cities[i] = cityJSON{Name: string(c.Name), Up: c.Up}
+		if c.Up {
+			out.Cities[i].Heroes = c.Heroes
+			out.Cities[i].Digest = fmt.Sprintf("%016x", c.Digest)
+		}
+	}
+	return out
+}
+
+type cityRefJSON struct {
+	City string `json:"city"`
+}
+
+type errorJSON struct {
+	Error string `json:"error"`
+}
+
+// Server-to-client WebSocket frames.
+
+type snapshotFrame struct {
+	Type    EventKind   `json:"type"`
+	Heroes  []heroJSON  `json:"heroes"`
+	Cluster clusterJSON `json:"cluster"`
+}
+
+type deltaFrame struct {
+	Type   EventKind  `json:"type"`
+	Heroes []heroJSON `json:"heroes"`
+}
+
+type clusterFrame struct {
+	Type    EventKind   `json:"type"`
+	Cluster clusterJSON `json:"cluster"`
+}
+
+type flashFrame struct {
+	Type    EventKind `json:"type"`
+	Message string    `json:"message"`
+}
+
+// okFrame answers a command that succeeded.
+type okFrame struct {
+	Type string          `json:"type"` // "ok"
+	Ref  json.RawMessage `json:"ref,omitempty"`
+	Hero *heroJSON       `json:"hero,omitempty"` // create, assign
+	ID   string          `json:"id,omitempty"`   // delete
+	City string          `json:"city,omitempty"` // bomb
+}
+
+// errorFrame answers a command that failed, or a frame that could not be
+// read as a command.
+type errorFrame struct {
+	Type   string          `json:"type"` // "error"
+	Ref    json.RawMessage `json:"ref,omitempty"`
+	Error  string          `json:"error"`
+	Status int             `json:"status"`
+}
+
+// command is a client-to-server WebSocket frame. Fields not used by the op
+// are ignored; fields not listed here are an error.
+type command struct {
+	Op       string          `json:"op"` // create, delete, assign, bomb
+	Ref      json.RawMessage `json:"ref,omitempty"`
+	Name     string          `json:"name,omitempty"`
+	ID       string          `json:"id,omitempty"`
+	Location *string         `json:"location,omitempty"`
+	City     string          `json:"city,omitempty"`
+}
+
+// encodeEvent returns the frame for ev.
+func encodeEvent(ev Event) ([]byte, error) {
+	switch ev.Kind {
+	case KindSnapshot:
+		heroes := slices.Clone(ev.Heroes)
+		sortHeroes(heroes)
+		return json.Marshal(snapshotFrame{Type: ev.Kind, Heroes: toHeroesJSON(heroes), Cluster: toClusterJSON(ev.Cluster)})
+	case KindDelta:
+		return json.Marshal(deltaFrame{Type: ev.Kind, Heroes: toHeroesJSON(ev.Heroes)})
+	case KindCluster:
+		return json.Marshal(clusterFrame{Type: ev.Kind, Cluster: toClusterJSON(ev.Cluster)})
+	case KindFlash:
+		return json.Marshal(flashFrame{Type: ev.Kind, Message: ev.Message})
+	}
+	return nil, fmt.Errorf("dispatch: unknown event kind %q", ev.Kind)
+}

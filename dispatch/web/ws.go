@@ -1,0 +1,303 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
+)
+
+// repliesQueued is how many command replies may wait for the writer before
+// the reader stops reading commands.
+const repliesQueued = 16
+
+// serveWS upgrades GET /ws to a WebSocket. The connection gets the
+// snapshot, then every published event; the client sends commands and gets
+// one reply per command. See the package documentation for the protocol.
+func (s *Server) serveWS(c echo.Context) error {
+	r := c.Request()
+	if !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+		c.Response().Header().Set("Upgrade", "websocket")
+		return withStatus(http.StatusUpgradeRequired, errors.New("expected a WebSocket upgrade"))
+	}
+	if !s.originAllowed(r) {
+		return withStatus(http.StatusForbidden, errors.New("origin not allowed"))
+	}
+	if !s.track() {
+		return withStatus(http.StatusServiceUnavailable, errors.New("dispatch: shutting down"))
+	}
+	defer s.conns.Done()
+	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	if err != nil {
+		// Accept has written the response.
+		s.log.Warn("websocket accept failed", "err", err)
+		return nil
+	}
+	s.runConn(r.RemoteAddr, conn)
+	return nil
+}
+
+// wsConn is one WebSocket connection: a reader goroutine that runs the
+// client's commands, and a writer (the handler's goroutine) that alone
+// writes frames, each under a deadline.
+type wsConn struct {
+	s       *Server
+	conn    *websocket.Conn
+	sub     *Subscription
+	log     *slog.Logger
+	replies chan []byte // command replies, from the reader to the writer
+}
+
+func (s *Server) runConn(remote string, conn *websocket.Conn) {
+	start := time.Now()
+	s.active.Add(1)
+	defer s.active.Add(-1)
+	// ctx ends the connection from the server side (Shutdown).
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	log := s.log.With("remote", remote)
+	conn.SetReadLimit(16 * s.cfg.BodyLimit)
+
+	sub, err := s.hub.Subscribe(func() Event { return s.snapshot(ctx) })
+	if err != nil {
+		log.Info("websocket refused", "err", err)
+		if err := conn.Close(websocket.StatusGoingAway, "server shutting down"); err != nil {
+			log.Debug("websocket close handshake", "err", err)
+		}
+		return
+	}
+	defer sub.Close()
+	wc := &wsConn{s: s, conn: conn, sub: sub, log: log, replies: make(chan []byte, repliesQueued)}
+	wc.log.Info("websocket open", "subscribers", s.hub.Subscribers())
+
+	// The reader's context is not ctx: cancelling a read closes the
+	// connection at once, and on shutdown the writer first sends a close
+	// frame, which the reader must still be there to complete.
+	readCtx, stopReading := context.WithCancel(context.Background())
+	defer stopReading()
+	readerDone, writerDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		wc.readLoop(readCtx, ctx, writerDone)
+	}()
+
+	reason := wc.writeLoop(ctx, sub, readerDone)
+	close(writerDone)
+	stopReading()
+	<-readerDone
+	if err := conn.CloseNow(); err != nil && !errors.Is(err, net.ErrClosed) {
+		wc.log.Debug("websocket close", "err", err)
+	}
+	wc.log.Info("websocket closed", "reason", reason, "dur", time.Since(start).Round(time.Millisecond))
+}
+
+// snapshot is the first event of a connection.
+func (s *Server) snapshot(ctx context.Context) Event {
+	heroes := s.backend.Heroes()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+	defer cancel()
+	return SnapshotEvent(heroes, s.backend.Cluster(ctx))
+}
+
+// writeLoop writes events and replies until the connection ends, and says
+// why it ended.
+func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <-chan struct{}) string {
+	for {
+		select {
+		case <-ctx.Done():
+			wc.close(websocket.StatusGoingAway, "server shutting down")
+			return "server shutting down"
+		case <-readerDone:
+			return "read ended"
+		case <-sub.Done():
+			if errors.Is(sub.Err(), ErrSlowSubscriber) {
+				wc.close(websocket.StatusTryAgainLater, "too slow, reconnect")
+				return "too slow"
+			}
+			wc.close(websocket.StatusGoingAway, "server shutting down")
+			return "hub closed"
+		case b := <-wc.replies:
+			if err := wc.write(b); err != nil {
+				return wc.writeFailed(err)
+			}
+		case <-sub.Ready():
+			for _, ev := range sub.Take() {
+				b, err := encodeEvent(ev)
+				if err != nil {
+					wc.log.Error("websocket event not encoded", "kind", ev.Kind, "err", err)
+					continue
+				}
+				if err := wc.write(b); err != nil {
+					return wc.writeFailed(err)
+				}
+			}
+		}
+	}
+}
+
+// write sends one text frame within Config.WriteTimeout; on timeout the
+// library closes the connection. This is what ends a connection whose
+// client stopped reading: the hub drops its subscription without waiting,
+// and the write stuck on it fails within the timeout. (Aborting the stuck
+// write as soon as the hub drops the subscriber would race with writes
+// that just completed and close healthy connections without a close
+// frame.)
+func (wc *wsConn) write(b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), wc.s.cfg.WriteTimeout)
+	defer cancel()
+	return wc.conn.Write(ctx, websocket.MessageText, b)
+}
+
+// writeFailed says why a write failed: most often a client too slow to
+// take a frame within the write timeout.
+func (wc *wsConn) writeFailed(err error) string {
+	if errors.Is(wc.sub.Err(), ErrSlowSubscriber) {
+		return "too slow (dropped, write timed out): " + err.Error()
+	}
+	return "write failed: " + err.Error()
+}
+
+// close runs the close handshake; the library bounds it (5 s to write the
+// close frame, 5 s to hear back).
+func (wc *wsConn) close(code websocket.StatusCode, reason string) {
+	if err := wc.conn.Close(code, reason); err != nil {
+		wc.log.Debug("websocket close handshake", "err", err)
+	}
+}
+
+// readLoop reads frames until the connection ends, running each command
+// and queueing its reply. A frame that is not a valid command gets an
+// error reply; the connection stays open.
+func (wc *wsConn) readLoop(readCtx, cmdCtx context.Context, writerDone <-chan struct{}) {
+	limit := wc.s.cfg.BodyLimit
+	for {
+		typ, r, err := wc.conn.Reader(readCtx)
+		if err != nil {
+			wc.log.Debug("websocket read ended", "err", err)
+			return
+		}
+		data, err := io.ReadAll(io.LimitReader(r, limit+1))
+		tooBig := int64(len(data)) > limit
+		if err == nil && tooBig {
+			_, err = io.Copy(io.Discard, r)
+		}
+		if err != nil {
+			wc.log.Debug("websocket read ended", "err", err)
+			return
+		}
+		var reply []byte
+		switch {
+		case typ != websocket.MessageText:
+			reply = wc.errorReply(nil, badRequest("binary frames are not supported: send JSON text frames"))
+		case tooBig:
+			reply = wc.errorReply(nil, withStatus(http.StatusRequestEntityTooLarge, fmt.Errorf("frame is larger than %d bytes", limit)))
+		default:
+			reply = wc.execute(cmdCtx, data)
+		}
+		select {
+		case wc.replies <- reply:
+		case <-writerDone:
+			return
+		}
+	}
+}
+
+// execute runs one command frame and returns the reply frame.
+func (wc *wsConn) execute(ctx context.Context, data []byte) []byte {
+	start := time.Now()
+	var cmd command
+	if err := decodeBody(bytes.NewReader(data), &cmd, false); err != nil {
+		// Echo the ref even when the rest of the frame is wrong: decode the
+		// first JSON value leniently. On failure there is no ref.
+		var loose struct{ Ref json.RawMessage }
+		if json.NewDecoder(bytes.NewReader(data)).Decode(&loose) != nil {
+			loose.Ref = nil
+		}
+		return wc.errorReply(loose.Ref, err)
+	}
+	ok := okFrame{Type: "ok", Ref: cmd.Ref}
+	var err error
+	s := wc.s
+	switch cmd.Op {
+	case "create":
+		h, cerr := s.create(ctx, cmd.Name)
+		if err = cerr; err == nil {
+			hj := toHeroJSON(h)
+			ok.Hero = &hj
+		}
+	case "delete":
+		id, perr := parseID(cmd.ID)
+		if err = perr; err == nil {
+			err = s.delete(ctx, id)
+			ok.ID = id.String()
+		}
+	case "assign":
+		id, perr := parseID(cmd.ID)
+		switch {
+		case perr != nil:
+			err = perr
+		case cmd.Location == nil:
+			err = badRequest(`"location" is required`)
+		default:
+			h, aerr := s.assign(ctx, id, *cmd.Location)
+			if err = aerr; err == nil {
+				hj := toHeroJSON(h)
+				ok.Hero = &hj
+			}
+		}
+	case "bomb":
+		city, berr := s.bombCity(ctx, cmd.City)
+		if err = berr; err == nil {
+			ok.City = string(city)
+		}
+	case "":
+		err = badRequest(`"op" is required`)
+	default:
+		err = badRequest(fmt.Sprintf("unknown op %q", cmd.Op))
+	}
+	wc.log.Info("websocket command", "op", cmd.Op, "status", statusOf(err), "dur", time.Since(start).Round(time.Microsecond))
+	if err != nil {
+		return wc.errorReply(cmd.Ref, err)
+	}
+	b, merr := json.Marshal(ok)
+	if merr != nil {
+		return wc.errorReply(cmd.Ref, merr)
+	}
+	return b
+}
+
+func (wc *wsConn) errorReply(ref json.RawMessage, err error) []byte {
+	status := statusOf(err)
+	if status == http.StatusInternalServerError {
+		wc.log.Error("websocket command failed", "err", err)
+	}
+	b, merr := json.Marshal(errorFrame{Type: "error", Ref: ref, Error: errorMessage(err, status), Status: status})
+	if merr != nil {
+		// Only a ref that is not valid JSON could fail; drop it.
+		b, _ = json.Marshal(errorFrame{Type: "error", Error: errorMessage(err, status), Status: status})
+	}
+	return b
+}
+
+// headerHasToken reports whether the comma-separated header name holds
+// token, ignoring case.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
