@@ -116,7 +116,7 @@ func TestAPI(t *testing.T) {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			if want := []string{"dead", "health", "id", "is_patrolling", "location", "name", "updated_at"}; !slices.Equal(keys, want) {
+			if want := []string{"dead", "health", "id", "is_patrolling", "location", "name", "updated_at", "updated_by"}; !slices.Equal(keys, want) {
 				t.Errorf("keys %v, want %v", keys, want)
 			}
 			h := hero(t, r)

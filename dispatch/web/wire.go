@@ -23,6 +23,7 @@ type heroJSON struct {
 	Health       int    `json:"health"`
 	Dead         bool   `json:"dead"`
 	UpdatedAt    string `json:"updated_at"` // the stamp's wall time, RFC 3339 with nanoseconds, UTC
+	UpdatedBy    string `json:"updated_by"` // the node that made the latest write
 }
 
 func toHeroJSON(h crdt.Hero) heroJSON {
@@ -34,6 +35,7 @@ func toHeroJSON(h crdt.Hero) heroJSON {
 		Health:       h.Health,
 		Dead:         h.Dead,
 		UpdatedAt:    time.Unix(0, h.Stamp.Wall).UTC().Format(time.RFC3339Nano),
+		UpdatedBy:    h.Stamp.Node,
 	}
 }
 
