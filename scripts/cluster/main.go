@@ -77,7 +77,11 @@ func run(ctx context.Context, args []string) error {
 		go func() {
 			defer wg.Done()
 			err := p.Wait()
-			log.Warn("node exited", "name", p.Name, "err", errString(err))
+			level := slog.LevelWarn
+			if ctx.Err() != nil {
+				level = slog.LevelInfo
+			}
+			log.Log(context.Background(), level, "node exited", "name", p.Name, "err", errString(err))
 		}()
 	}
 	log.Info("cluster started; open http://localhost:4900 — Ctrl-C stops it", "nodes", len(procs))
