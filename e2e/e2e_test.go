@@ -44,7 +44,14 @@ func (f *figures) log() {
 // replica would. It returns the hero's id.
 func (c *cluster) inject(t *testing.T, slot int, city string, health int) string {
 	t.Helper()
-	args := append(c.layoutArgs(), "-slot", strconv.Itoa(slot), "-city", city, "-health", strconv.Itoa(health))
+	return c.member(t, "-slot", strconv.Itoa(slot), "-city", city, "-health", strconv.Itoa(health))
+}
+
+// member runs the member tool with args and returns the last word it
+// printed.
+func (c *cluster) member(t *testing.T, args ...string) string {
+	t.Helper()
+	args = append(c.layoutArgs(), args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "member"), args...)
@@ -56,14 +63,10 @@ func (c *cluster) inject(t *testing.T, slot int, city string, health int) string
 	}
 	// The library's health server prints a banner to stdout first.
 	lines := strings.Fields(string(out))
-	id := ""
-	if len(lines) > 0 {
-		id = lines[len(lines)-1]
+	if len(lines) == 0 {
+		t.Fatalf("member printed nothing")
 	}
-	if _, err := uuid.Parse(id); err != nil {
-		t.Fatalf("member printed %q", out)
-	}
-	return id
+	return lines[len(lines)-1]
 }
 
 func TestCluster(t *testing.T) {
@@ -113,6 +116,9 @@ func TestCluster(t *testing.T) {
 
 	// Assign a damaged hero to gotham: the city heals it by 20.
 	damaged := c.inject(t, 5, "gotham", 55)
+	if _, err := uuid.Parse(damaged); err != nil {
+		t.Fatalf("member printed %q", damaged)
+	}
 	await(t, 10*time.Second, "injected hero reaches dispatch", func() bool {
 		code, _ := a.do("GET", "/api/superheroes/"+damaged, nil, nil)
 		return code == 200
@@ -344,5 +350,83 @@ func (w *wsClient) awaitFlash(t *testing.T, msg string) {
 		case <-timeout:
 			t.Fatalf("websocket: no flash %q", msg)
 		}
+	}
+}
+
+// TestCitiesConvergeWithoutDispatch kills dispatch, then writes into one
+// city: the cities spread it among themselves.
+func TestCitiesConvergeWithoutDispatch(t *testing.T) {
+	c := newCluster(t)
+	a := c.api()
+	for _, name := range cities {
+		c.startCity(name, quiet...)
+	}
+	d := c.startDispatch()
+	await(t, 30*time.Second, "three cities up", func() bool {
+		cs := a.cluster()
+		return cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
+	})
+	if err := d.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.Done()
+	id := c.inject(t, 5, "gotham", 70)
+	start := time.Now()
+	if held := c.member(t, "-slot", "4", "-await", id, "-cities", "3"); held != "3" {
+		t.Fatalf("hero held by %s cities, want 3", held)
+	}
+	t.Logf("FIGURE converged without dispatch (including the checker joining): %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestFourthCityJoinsAndLeaves starts a city the original never had: it
+// takes a free slot, dispatch learns it from the topology, it fills up
+// and takes assignments, and when it stops the others see it go.
+func TestFourthCityJoinsAndLeaves(t *testing.T) {
+	c := newCluster(t)
+	a := c.api()
+	for _, name := range cities {
+		c.startCity(name, quiet...)
+	}
+	c.startDispatch()
+	await(t, 30*time.Second, "three cities up", func() bool { return a.cluster().city("capitol").Up })
+	var ids []string
+	for range 10 {
+		var h hero
+		if code, _ := a.do("POST", "/api/superheroes", nil, &h); code != http.StatusCreated {
+			t.Fatalf("create: %d", code)
+		}
+		ids = append(ids, h.ID)
+	}
+
+	small := c.startCity("smallville", quiet...)
+	joined := time.Now()
+	await(t, 30*time.Second, "smallville up, filled and in sync", func() bool {
+		cs := a.cluster()
+		s := cs.city("smallville")
+		return s.Up && s.Heroes == len(ids) && cs.InSync
+	})
+	t.Logf("FIGURE fourth city start to filled and in sync: %v", time.Since(joined).Round(time.Millisecond))
+	var h hero
+	if code, _ := a.do("PUT", "/api/superheroes/"+ids[0]+"/location", map[string]string{"location": "smallville"}, &h); code != 200 || h.Location != "smallville" {
+		t.Fatalf("assign to smallville: %d %+v", code, h)
+	}
+	await(t, 10*time.Second, "the assignment reaches gotham", func() bool {
+		hs, _ := a.cityHeroes("gotham")
+		got, ok := has(hs, ids[0])
+		return ok && got.Location == "smallville"
+	})
+
+	if err := small.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := small.ExitCode(); code != 0 {
+		t.Fatalf("smallville exited %d on SIGTERM", code)
+	}
+	await(t, 10*time.Second, "smallville seen leaving", func() bool {
+		cs := a.cluster()
+		return !cs.city("smallville").Up && cs.city("gotham").Up && cs.InSync
+	})
+	if code, _ := a.do("PUT", "/api/superheroes/"+ids[1]+"/location", map[string]string{"location": "smallville"}, nil); code != http.StatusServiceUnavailable {
+		t.Fatalf("assign to a city that left: %d, want 503", code)
 	}
 }

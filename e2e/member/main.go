@@ -1,7 +1,8 @@
 // Command member is a test tool for the end-to-end tests: it joins a
-// cluster as an extra member, writes one hero with the given health
-// straight into a city's replica (as another replica would), prints the
-// hero's id and leaves. It runs as its own process because protoactor-go
+// cluster as an extra member and either writes one hero with the given
+// health straight into a city's replica (as another replica would) and
+// prints the hero's id, or, with -await ID, waits until every city in the
+// topology holds that hero. Then it leaves. It runs as its own process because protoactor-go
 // has data races of its own that would trip the race detector of the test
 // binary.
 package main
@@ -12,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -39,6 +41,8 @@ func run() error {
 	cookie := fs.String("cookie", "", "cluster secret")
 	city := fs.String("city", "gotham", "city to write into")
 	health := fs.Int("health", 50, "health of the written hero")
+	await := fs.String("await", "", "instead of writing, wait until every city holds this hero id")
+	cities := fs.Int("cities", 3, "with -await: how many cities must hold it")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -60,6 +64,9 @@ func run() error {
 	}
 	defer n.Stop()
 
+	if *await != "" {
+		return awaitEverywhere(ctx, n, *await, *cities)
+	}
 	kind := cityactor.Kind(*city)
 	for !n.HasKind(kind) {
 		select {
@@ -86,4 +93,31 @@ func run() error {
 	}
 	fmt.Println(h.ID)
 	return nil
+}
+
+// awaitEverywhere polls every city in the topology with GetHero until at
+// least want cities hold id.
+func awaitEverywhere(ctx context.Context, n *node.Node, id string, want int) error {
+	for {
+		held := 0
+		for _, k := range n.Kinds() {
+			name, ok := strings.CutPrefix(k, cityactor.Kind(""))
+			if !ok {
+				continue
+			}
+			r, err := node.RequestAs[*messages.HeroReply](ctx, n, name, k, &messages.GetHero{HeroId: id}, time.Second)
+			if err == nil && len(r.Delta) > 0 {
+				held++
+			}
+		}
+		if held >= want {
+			fmt.Println(held)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hero %s held by %d of %d cities", id, held, want)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
