@@ -95,7 +95,16 @@ type Backend struct {
 	pending     map[uuid.UUID]crdt.Hero
 	kick        chan struct{}
 	last        web.ClusterStatus
+	// Per city, for the pages: the incarnation last seen, when it last
+	// restarted, and since when its digest has differed from the others'.
+	incarnation map[crdt.Location]uint64
+	restartedAt map[crdt.Location]time.Time
+	divergedAt  map[crdt.Location]time.Time
 }
+
+// ShowRestart is how long a restarted city is reported as restarting at
+// least, so that people watching the page see it happen.
+const ShowRestart = 1500 * time.Millisecond
 
 var _ web.Backend = (*Backend)(nil)
 
@@ -113,6 +122,9 @@ func New(cfg Config, store *Store, cities Cities, pub web.Publisher) *Backend {
 		unreachable: map[crdt.Location]bool{},
 		pending:     map[uuid.UUID]crdt.Hero{},
 		kick:        make(chan struct{}, 1),
+		incarnation: map[crdt.Location]uint64{},
+		restartedAt: map[crdt.Location]time.Time{},
+		divergedAt:  map[crdt.Location]time.Time{},
 	}
 	for _, c := range cfg.Cities {
 		b.known[c] = true
@@ -226,6 +238,9 @@ func (b *Backend) Bomb(ctx context.Context, c crdt.Location) (crdt.Location, err
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", web.ErrCityDown, c, err)
 	}
+	b.mu.Lock()
+	b.restartedAt[c] = time.Now()
+	b.mu.Unlock()
 	b.log.Warn("city bombed", "city", c)
 	b.pub.Publish(web.FlashEvent(fmt.Sprintf("%s has been destroyed", c)))
 	return c, nil
@@ -285,12 +300,65 @@ func (b *Backend) Cluster(ctx context.Context) web.ClusterStatus {
 				b.log.Warn("bad digest", "city", c, "err", err)
 				return
 			}
-			cs.Cities[i] = web.CityStatus{Name: c, Up: true, Heroes: int(r.Heroes), Digest: d.Fingerprint()}
+			cs.Cities[i] = web.CityStatus{Name: c, Up: true, Heroes: int(r.Heroes), Digest: d.Fingerprint(), Incarnation: r.Incarnation}
 		}()
 	}
 	wg.Wait()
 	cs.InSync = inSync(cs.Cities)
+	b.annotate(cs.Cities, time.Now())
 	return cs
+}
+
+// annotate fills in Restarting and Lag from what earlier status reads saw.
+func (b *Backend) annotate(cities []web.CityStatus, now time.Time) {
+	common := commonDigest(cities)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := range cities {
+		c := &cities[i]
+		if !c.Up {
+			delete(b.divergedAt, c.Name)
+			continue
+		}
+		if prev, ok := b.incarnation[c.Name]; ok && c.Incarnation > prev {
+			if b.restartedAt[c.Name].Before(now.Add(-ShowRestart)) {
+				b.restartedAt[c.Name] = now
+			}
+			b.log.Info("city restarted", "city", c.Name, "incarnation", c.Incarnation)
+		}
+		b.incarnation[c.Name] = c.Incarnation
+		synced := c.Digest == common
+		if synced {
+			delete(b.divergedAt, c.Name)
+		} else if _, ok := b.divergedAt[c.Name]; !ok {
+			b.divergedAt[c.Name] = now
+		}
+		if since, ok := b.divergedAt[c.Name]; ok {
+			c.Lag = max(now.Sub(since), time.Millisecond)
+		}
+		c.Restarting = now.Sub(b.restartedAt[c.Name]) < ShowRestart || (!synced && !b.restartedAt[c.Name].IsZero() && now.Sub(b.restartedAt[c.Name]) < 10*time.Second)
+	}
+}
+
+// commonDigest returns the digest most up cities share; ties go to the
+// city with more heroes, which is the one the others are catching up with.
+func commonDigest(cities []web.CityStatus) uint64 {
+	votes := map[uint64]int{}
+	heroes := map[uint64]int{}
+	for _, c := range cities {
+		if c.Up {
+			votes[c.Digest]++
+			heroes[c.Digest] = c.Heroes
+		}
+	}
+	var best uint64
+	bestVotes, bestHeroes := -1, -1
+	for d, v := range votes {
+		if v > bestVotes || (v == bestVotes && (heroes[d] > bestHeroes || heroes[d] == bestHeroes && d < best)) {
+			best, bestVotes, bestHeroes = d, v, heroes[d]
+		}
+	}
+	return best
 }
 
 // inSync reports whether at least one city is up and every city that is

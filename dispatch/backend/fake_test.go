@@ -22,6 +22,7 @@ import (
 type fakeCities struct {
 	mu      sync.Mutex
 	servers map[crdt.Location]*cityactor.Server
+	configs map[crdt.Location]cityactor.Config
 	down    map[crdt.Location]bool
 	calls   int
 }
@@ -33,20 +34,21 @@ var _ interface {
 
 func newFakeCities(t *testing.T, names ...crdt.Location) *fakeCities {
 	t.Helper()
-	f := &fakeCities{servers: map[crdt.Location]*cityactor.Server{}, down: map[crdt.Location]bool{}}
+	f := &fakeCities{servers: map[crdt.Location]*cityactor.Server{}, configs: map[crdt.Location]cityactor.Config{}, down: map[crdt.Location]bool{}}
 	for i, n := range names {
 		clock := crdt.NewClock(string(n), func() int64 { return time.Now().UnixNano() })
-		s, err := cityactor.NewServer(cityactor.Config{
+		cfg := cityactor.Config{
 			City:   n,
 			Clock:  clock,
 			Seed:   uint64(i),
 			Rules:  city.DefaultConfig(),
 			Logger: slog.New(slog.DiscardHandler),
-		}, 1)
+		}
+		s, err := cityactor.NewServer(cfg, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
-		f.servers[n] = s
+		f.servers[n], f.configs[n] = s, cfg
 	}
 	return f
 }
@@ -90,6 +92,14 @@ func (f *fakeCities) Request(ctx context.Context, c crdt.Location, msg proto.Mes
 	case *messages.AssignHero:
 		reply, _ := s.Assign(m)
 		return reply, nil
+	case *messages.Bomb:
+		// As the supervisor would: a new, empty incarnation.
+		next, err := cityactor.NewServer(f.configs[c], s.Incarnation()+1)
+		if err != nil {
+			return nil, err
+		}
+		f.servers[c] = next
+		return &messages.BombAck{City: string(c)}, nil
 	}
 	return nil, fmt.Errorf("fake: unexpected %T", msg)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -101,6 +102,15 @@ type CityStatus struct {
 	// (crdt.Digest.Fingerprint); equal replicas have equal digests. It is
 	// meaningless when the city is down.
 	Digest uint64
+	// Incarnation counts the starts of the city's actor (1 for the first);
+	// it grows when a bomb restarts it.
+	Incarnation uint64
+	// Restarting is set for a short while after the city restarted (a bomb
+	// or a new incarnation), and until its replica is in sync again.
+	Restarting bool
+	// Lag is how long the city's digest has differed from the digest most
+	// up cities share; 0 when it is in sync.
+	Lag time.Duration
 }
 
 // statusError gives an error an HTTP status that overrides the mapping in

@@ -64,10 +64,13 @@ type heroesJSON struct {
 }
 
 type cityJSON struct {
-	Name   string `json:"name"`
-	Up     bool   `json:"up"`
-	Heroes int    `json:"heroes"`
-	Digest string `json:"digest"` // 16 hex digits; "" when down
+	Name        string `json:"name"`
+	Up          bool   `json:"up"`
+	Heroes      int    `json:"heroes"`
+	Digest      string `json:"digest"`      // 16 hex digits; "" when down
+	State       string `json:"state"`       // "up", "restarting" or "down"
+	Incarnation uint64 `json:"incarnation"` // starts of the city's actor; 0 when down
+	LagMs       int64  `json:"lag_ms"`      // how long it has been out of sync, in ms
 }
 
 type clusterJSON struct {
@@ -78,10 +81,16 @@ type clusterJSON struct {
 func toClusterJSON(cs ClusterStatus) clusterJSON {
 	out := clusterJSON{Cities: make([]cityJSON, len(cs.Cities)), InSync: cs.InSync}
 	for i, c := range cs.Cities {
-		out.Cities[i] = cityJSON{Name: string(c.Name), Up: c.Up}
+		out.Cities[i] = cityJSON{Name: string(c.Name), Up: c.Up, State: "down"}
 		if c.Up {
 			out.Cities[i].Heroes = c.Heroes
 			out.Cities[i].Digest = fmt.Sprintf("%016x", c.Digest)
+			out.Cities[i].Incarnation = c.Incarnation
+			out.Cities[i].LagMs = c.Lag.Milliseconds()
+			out.Cities[i].State = "up"
+			if c.Restarting {
+				out.Cities[i].State = "restarting"
+			}
 		}
 	}
 	return out

@@ -61,7 +61,7 @@ func TestWSSnapshotFirst(t *testing.T) {
 	e.hub.Publish(FlashEvent("hello"))
 	want := []string{
 		`{"type":"delta","heroes":[{"id":"` + id.String() + `","name":"Nova","location":"gotham","is_patrolling":true,"health":40,"dead":false,"updated_at":"`,
-		`{"type":"cluster","cluster":{"cities":[{"name":"gotham","up":true,"heroes":1,"digest":"0000000000000abc"}],"in_sync":true}}`,
+		`{"type":"cluster","cluster":{"cities":[{"name":"gotham","up":true,"heroes":1,"digest":"0000000000000abc","state":"up","incarnation":0,"lag_ms":0}],"in_sync":true}}`,
 		`{"type":"flash","message":"hello"}`,
 	}
 	for _, w := range want {
