@@ -18,35 +18,34 @@ const (
 	RestartWindow = time.Second
 )
 
-type (
-	gossipTick struct{}
-	pollTick   struct{}
-)
+// tick is the message a periodic actor sends itself.
+type tick struct{}
 
-// gossipActor runs a gossip round every interval. A round that fails
-// because a city went away crashes the actor on purpose: the supervisor
-// restarts it and the next round picks among the cities still up ("let it
-// crash", as the original's GossipServer). Rounds are skipped, with a debug
-// line, while fewer than two cities are up: that is a state of the cluster,
-// not a fault. One round a second cannot crash more than once a second, so
-// a dead city never exhausts the 3-in-1 s limit on its own.
-type gossipActor struct {
-	g        *Gossiper
+// periodicActor runs a round every interval. A round that fails crashes
+// the actor on purpose: the supervisor restarts it and the next round picks
+// among the cities still up ("let it crash", as the original's GossipServer
+// and PollServer). A round that reports skip (fewer cities up than it
+// needs) is a state of the cluster, not a fault: it is logged at debug
+// level. One round a second cannot crash more than once a second, so a
+// dead city never exhausts dispatch's 3-in-1 s limit on its own.
+type periodicActor struct {
 	interval time.Duration
+	round    func(context.Context) ([]any, error)
+	skip     error
 	log      *slog.Logger
 	ticker   *supervise.Ticker
 }
 
-func (a *gossipActor) Receive(ctx actor.Context) {
+func (a *periodicActor) Receive(ctx actor.Context) {
 	switch ctx.Message().(type) {
 	case *actor.Started:
-		a.ticker = supervise.Every(ctx.ActorSystem().Root, ctx.Self(), a.interval, gossipTick{})
+		a.ticker = supervise.Every(ctx.ActorSystem().Root, ctx.Self(), a.interval, tick{})
 	case *actor.Stopping, *actor.Restarting:
 		if a.ticker != nil {
 			a.ticker.Stop()
 			a.ticker = nil
 		}
-	case gossipTick:
+	case tick:
 		a.onTick()
 	case *actor.Stopped:
 	default:
@@ -54,60 +53,18 @@ func (a *gossipActor) Receive(ctx actor.Context) {
 	}
 }
 
-func (a *gossipActor) onTick() {
+func (a *periodicActor) onTick() {
 	ctx, cancel := context.WithTimeout(context.Background(), deadline(a.interval))
 	defer cancel()
-	res, err := a.g.Round(ctx)
+	attrs, err := a.round(ctx)
 	switch {
-	case errors.Is(err, ErrTooFewCities):
-		a.log.Debug("gossip skipped", "reason", err)
+	case errors.Is(err, a.skip):
+		a.log.Debug("round skipped", "reason", err)
 	case err != nil:
-		a.log.Warn("gossip failed; crashing", "from", res.From, "to", res.To, "err", err)
+		a.log.Warn("round failed; crashing", append(attrs, "err", err)...)
 		panic(err)
 	default:
-		a.log.Debug("gossiped", "from", res.From, "to", res.To, "steps", res.Steps)
-	}
-}
-
-// pollActor reads a random city into dispatch's store every interval; the
-// store's change hook pushes what changed to the pages. Failures crash it,
-// as the gossip actor.
-type pollActor struct {
-	p        *Poller
-	interval time.Duration
-	log      *slog.Logger
-	ticker   *supervise.Ticker
-}
-
-func (a *pollActor) Receive(ctx actor.Context) {
-	switch ctx.Message().(type) {
-	case *actor.Started:
-		a.ticker = supervise.Every(ctx.ActorSystem().Root, ctx.Self(), a.interval, pollTick{})
-	case *actor.Stopping, *actor.Restarting:
-		if a.ticker != nil {
-			a.ticker.Stop()
-			a.ticker = nil
-		}
-	case pollTick:
-		a.onTick()
-	case *actor.Stopped:
-	default:
-		a.log.Warn("unknown message", "type", fmt.Sprintf("%T", ctx.Message()))
-	}
-}
-
-func (a *pollActor) onTick() {
-	ctx, cancel := context.WithTimeout(context.Background(), deadline(a.interval))
-	defer cancel()
-	c, changed, err := a.p.Poll(ctx)
-	switch {
-	case errors.Is(err, ErrNoCity):
-		a.log.Debug("poll skipped", "reason", err)
-	case err != nil:
-		a.log.Warn("poll failed; crashing", "city", c, "err", err)
-		panic(err)
-	case changed.Len() > 0:
-		a.log.Debug("polled", "city", c, "changed", changed.Len())
+		a.log.Debug("round done", attrs...)
 	}
 }
 
@@ -140,10 +97,26 @@ func (c ActorsConfig) withDefaults() ActorsConfig {
 func SpawnActors(system *actor.ActorSystem, cfg ActorsConfig, g *Gossiper, p *Poller) (*supervise.Group, error) {
 	cfg = cfg.withDefaults()
 	gossip := actor.PropsFromProducer(func() actor.Actor {
-		return &gossipActor{g: g, interval: cfg.GossipInterval, log: cfg.Logger.With("actor", "gossip")}
+		return &periodicActor{
+			interval: cfg.GossipInterval,
+			skip:     ErrTooFewCities,
+			log:      cfg.Logger.With("actor", "gossip"),
+			round: func(ctx context.Context) ([]any, error) {
+				res, err := g.Round(ctx)
+				return []any{"from", res.From, "to", res.To, "steps", res.Steps}, err
+			},
+		}
 	})
 	poll := actor.PropsFromProducer(func() actor.Actor {
-		return &pollActor{p: p, interval: cfg.PollInterval, log: cfg.Logger.With("actor", "poll")}
+		return &periodicActor{
+			interval: cfg.PollInterval,
+			skip:     ErrNoCity,
+			log:      cfg.Logger.With("actor", "poll"),
+			round: func(ctx context.Context) ([]any, error) {
+				c, changed, err := p.Poll(ctx)
+				return []any{"city", c, "changed", changed.Len()}, err
+			},
+		}
 	})
 	return supervise.Spawn(system, supervise.Config{
 		Name:        "dispatch-supervisor",
