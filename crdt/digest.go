@@ -19,6 +19,11 @@ const (
 	// SmallRange is the entry count under which anti-entropy stops
 	// refining a differing range and sends its entries instead.
 	SmallRange = 64
+	// MaxSyncEntries caps the entries one anti-entropy message carries
+	// (about 470 KB). What does not fit is offered again as digests of the
+	// ranges left over, so a large refill takes more steps, never one
+	// message larger than a transport accepts.
+	MaxSyncEntries = 8192
 )
 
 // LeafOf returns the leaf that id falls in.
@@ -230,7 +235,30 @@ func (r *Replica) SyncStep(in SyncMsg) (out SyncMsg, changed Delta) {
 			}
 		}
 	}
-	out.Delta = r.Slice(push)
+	take, rest := r.limit(push, MaxSyncEntries)
+	out.Delta = r.Slice(take)
+	for _, rg := range rest {
+		out.Digests = append(out.Digests, r.DigestRange(rg))
+	}
 	changed = r.Merge(in.Delta)
 	return out, changed
+}
+
+// limit splits ranges into those whose entries fit in max (at least one
+// leaf, however full) and the rest, at leaf boundaries.
+func (r *Replica) limit(ranges []Range, max int) (take, rest []Range) {
+	n, full := 0, false
+	for _, rg := range normalise(ranges) {
+		for leaf := rg.Lo; leaf < rg.Hi; leaf++ {
+			c := int(r.counts[leaf])
+			full = full || (n > 0 && n+c > max)
+			if full {
+				rest = appendRange(rest, Range{leaf, leaf + 1})
+				continue
+			}
+			n += c
+			take = appendRange(take, Range{leaf, leaf + 1})
+		}
+	}
+	return take, rest
 }

@@ -17,8 +17,11 @@ func exchange(t testing.TB, a, b *crdt.Replica) (msgs, moved int) {
 	to, other := b, a
 	for !msg.IsEmpty() {
 		msgs++
-		if msgs > 20 {
+		if msgs > 100 {
 			t.Fatalf("exchange did not end after %d messages", msgs)
+		}
+		if msg.Delta.Len() > crdt.MaxSyncEntries {
+			t.Fatalf("message %d carries %d entries, over MaxSyncEntries", msgs, msg.Delta.Len())
 		}
 		moved += msg.Delta.Len()
 		wire, err := msg.MarshalBinary()
@@ -114,8 +117,10 @@ func TestSyncRefill(t *testing.T) {
 		if moved != bigSize() {
 			t.Errorf("emptyStarts=%v: moved %d entries, want %d", emptyStarts, moved, bigSize())
 		}
-		if msgs > 3 {
-			t.Errorf("emptyStarts=%v: %d messages, want at most 3", emptyStarts, msgs)
+		// One message per MaxSyncEntries entries each way, plus the
+		// opening digests.
+		if limit := 2*(bigSize()/crdt.MaxSyncEntries+1) + 3; msgs > limit {
+			t.Errorf("emptyStarts=%v: %d messages, want at most %d", emptyStarts, msgs, limit)
 		}
 	}
 }

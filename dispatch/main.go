@@ -106,7 +106,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if proto == backend.ProtocolDefault {
 		g.Store = store
 	}
-	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(*seed, 2)), Store: store}
+	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(*seed, 2)), Store: store, Protocol: proto}
 	group, err := backend.SpawnActors(n.ActorSystem(), backend.ActorsConfig{
 		GossipInterval: *gossip, PollInterval: *poll, Logger: log,
 	}, g, p)

@@ -114,7 +114,7 @@ func SpawnActors(system *actor.ActorSystem, cfg ActorsConfig, g *Gossiper, p *Po
 			log:      cfg.Logger.With("actor", "poll"),
 			round: func(ctx context.Context) ([]any, error) {
 				c, changed, err := p.Poll(ctx)
-				return []any{"city", c, "changed", changed.Len()}, err
+				return []any{"city", c, "changed", changed}, err
 			},
 		}
 	})

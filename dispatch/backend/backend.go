@@ -455,20 +455,25 @@ func (b *Backend) push(d crdt.Delta) {
 }
 
 func (b *Backend) pushLoop(ctx context.Context) {
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.kick:
 		}
-		// Let a burst of writes gather into one message.
-		t := time.NewTimer(b.cfg.PushWindow)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
+		// A write after a quiet spell goes out at once; a burst that
+		// follows gathers into one push at the end of the window.
+		if wait := b.cfg.PushWindow - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 		}
+		last = time.Now()
 		b.flush(ctx)
 	}
 }

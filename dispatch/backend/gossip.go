@@ -46,9 +46,10 @@ func ParseProtocol(s string) (Protocol, error) {
 // ErrTooFewCities means a gossip round needs two cities up and has fewer.
 var ErrTooFewCities = errors.New("backend: fewer than two cities up")
 
-// maxSyncRounds bounds a relayed anti-entropy exchange; it takes three or
-// four steps in practice.
-const maxSyncRounds = 12
+// maxSyncRounds bounds an anti-entropy exchange. Three or four steps
+// settle replicas that differ in a few entries; a refill of a large
+// replica takes two more per crdt.MaxSyncEntries entries.
+const maxSyncRounds = 64
 
 // request sends msg and checks the reply's type.
 func request[T proto.Message](ctx context.Context, c Cities, city crdt.Location, msg proto.Message) (T, error) {
@@ -119,8 +120,8 @@ func (g *Gossiper) Round(ctx context.Context) (GossipResult, error) {
 		return res, nil
 	}
 	if g.Store != nil {
-		if err := g.syncStore(ctx, src); err != nil {
-			return res, err
+		if _, err := syncStore(ctx, g.Cities, g.Store, src); err != nil {
+			return res, fmt.Errorf("gossip: %w", err)
 		}
 		res.Steps++
 	}
@@ -143,60 +144,72 @@ func (g *Gossiper) Round(ctx context.Context) (GossipResult, error) {
 	return res, fmt.Errorf("gossip: exchange %s<->%s did not end after %d steps", src, dst, maxSyncRounds)
 }
 
-// syncStore runs an anti-entropy exchange between dispatch's replica and c.
-func (g *Gossiper) syncStore(ctx context.Context, c crdt.Location) error {
-	out := g.Store.SyncStart()
+// syncStore runs an anti-entropy exchange between dispatch's replica and
+// city c and returns how many entries changed dispatch's replica.
+func syncStore(ctx context.Context, cities Cities, store *Store, c crdt.Location) (int, error) {
+	out := store.SyncStart()
+	changed := 0
 	for step := 0; step < maxSyncRounds; step++ {
 		b, err := out.MarshalBinary()
 		if err != nil {
-			return err
+			return changed, err
 		}
-		reply, err := request[*messages.SyncReply](ctx, g.Cities, c, &messages.SyncRequest{From: "dispatch", Msg: b})
+		reply, err := request[*messages.SyncReply](ctx, cities, c, &messages.SyncRequest{From: "dispatch", Msg: b})
 		if err != nil {
-			return fmt.Errorf("gossip: sync dispatch with %s: %w", c, err)
+			return changed, fmt.Errorf("sync dispatch with %s: %w", c, err)
 		}
 		if len(reply.Msg) == 0 {
-			return nil
+			return changed, nil
 		}
 		var in crdt.SyncMsg
 		if err := in.UnmarshalBinary(reply.Msg); err != nil {
-			return fmt.Errorf("gossip: sync dispatch with %s: %w", c, err)
+			return changed, fmt.Errorf("sync dispatch with %s: %w", c, err)
 		}
-		if out = g.Store.Sync(in); out.IsEmpty() {
-			return nil
+		var d crdt.Delta
+		out, d = store.Sync(in)
+		changed += d.Len()
+		if out.IsEmpty() {
+			return changed, nil
 		}
 	}
-	return fmt.Errorf("gossip: exchange dispatch<->%s did not end after %d steps", c, maxSyncRounds)
+	return changed, fmt.Errorf("exchange dispatch<->%s did not end after %d steps", c, maxSyncRounds)
 }
 
 // Poller reads a random city's replica into dispatch's store, whose change
-// hook feeds the pages: the original's poll, kept as a safety net.
+// hook feeds the pages: the original's poll, kept as a safety net. In the
+// default protocol it reads by anti-entropy exchange, so an idle poll
+// moves a digest instead of the whole replica.
 type Poller struct {
-	Cities Cities
-	Rand   *rand.Rand
-	Store  *Store
+	Cities   Cities
+	Rand     *rand.Rand
+	Store    *Store
+	Protocol Protocol
 }
 
 // ErrNoCity means no city is up to poll.
 var ErrNoCity = errors.New("backend: no city up")
 
 // Poll reads one random city and merges its replica, returning the city and
-// what changed in dispatch's replica.
-func (p *Poller) Poll(ctx context.Context) (crdt.Location, crdt.Delta, error) {
+// how many entries changed dispatch's replica.
+func (p *Poller) Poll(ctx context.Context) (crdt.Location, int, error) {
 	up := p.Cities.Up()
 	if len(up) == 0 {
-		return "", crdt.Delta{}, ErrNoCity
+		return "", 0, ErrNoCity
 	}
 	c := up[p.Rand.IntN(len(up))]
+	if p.Protocol != ProtocolOriginal {
+		n, err := syncStore(ctx, p.Cities, p.Store, c)
+		return c, n, err
+	}
 	st, err := request[*messages.State](ctx, p.Cities, c, &messages.GetState{})
 	if err != nil {
-		return c, crdt.Delta{}, fmt.Errorf("poll %s: %w", c, err)
+		return c, 0, fmt.Errorf("poll %s: %w", c, err)
 	}
 	var d crdt.Delta
 	if err := d.UnmarshalBinary(st.Delta); err != nil {
-		return c, crdt.Delta{}, fmt.Errorf("poll %s: %w", c, err)
+		return c, 0, fmt.Errorf("poll %s: %w", c, err)
 	}
-	return c, p.Store.Merge(d), nil
+	return c, p.Store.Merge(d).Len(), nil
 }
 
 // deadline bounds one round of gossip or polling.

@@ -126,14 +126,14 @@ func (s *Store) SyncStart() crdt.SyncMsg {
 }
 
 // Sync runs one anti-entropy step against the store's replica.
-func (s *Store) Sync(in crdt.SyncMsg) crdt.SyncMsg {
+func (s *Store) Sync(in crdt.SyncMsg) (out crdt.SyncMsg, changed crdt.Delta) {
 	s.mu.Lock()
-	out, changed := s.r.SyncStep(in)
+	out, changed = s.r.SyncStep(in)
 	s.mu.Unlock()
 	if changed.Len() > 0 {
 		s.onChange(changed)
 	}
-	return out
+	return out, changed
 }
 
 // Collect drops tombstones older than horizon (see crdt.Replica.Collect).

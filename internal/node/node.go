@@ -15,11 +15,18 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
 )
 
 // startMu serialises the library start sequence inside one process:
 // remote.Start replaces gRPC's process-global logger on every call.
 var startMu sync.Mutex
+
+// MaxMessageSize is the largest message a node sends or accepts. gRPC's
+// default of 4 MiB is less than a full replica of 100,000 heroes (about
+// 5.7 MB); anti-entropy sends at most crdt.MaxSyncEntries entries per step,
+// but a full state read (GetState) is one message.
+const MaxMessageSize = 64 << 20
 
 // Node is a running cluster member. Its methods are safe for concurrent use.
 type Node struct {
@@ -138,8 +145,10 @@ func (n *Node) startLibrary(libLog *slog.Logger, auth *authenticator, kinds []*c
 	})
 
 	remoteCfg := remote.Configure(cfg.Host, cfg.Port,
-		remote.WithServerOptions(auth.serverOptions()...),
-		remote.WithDialOptions(auth.dialOptions()...),
+		remote.WithServerOptions(append(auth.serverOptions(),
+			grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))...),
+		remote.WithDialOptions(append(auth.dialOptions(),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))...),
 	)
 	remoteCfg.MaxRetryCount = cfg.ConnectAttempts
 

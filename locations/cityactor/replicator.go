@@ -55,7 +55,8 @@ type ReplicationConfig struct {
 	// NoPush turns eager push off, leaving anti-entropy alone to spread
 	// writes (tests).
 	NoPush bool
-	// Timeout bounds one request or send to a peer. Default 1 s.
+	// Timeout bounds one request or send to a peer, and one step of an
+	// anti-entropy exchange. Default 1 s.
 	Timeout time.Duration
 }
 
@@ -103,6 +104,7 @@ type replicator struct {
 
 	pending   map[uuid.UUID]crdt.Hero
 	scheduled bool
+	lastFlush time.Time
 	syncing   bool
 	ticker    *supervise.Ticker
 	ctx       context.Context
@@ -160,11 +162,19 @@ func (r *replicator) onWrite(ctx actor.Context, d crdt.Delta) {
 	for _, h := range d.Heroes {
 		r.pending[h.ID] = h
 	}
-	if !r.scheduled {
-		r.scheduled = true
-		self, root := ctx.Self(), ctx.ActorSystem().Root
-		time.AfterFunc(r.cfg.PushWindow, func() { root.Send(self, pushTick{}) })
+	if r.scheduled {
+		return
 	}
+	// A write after a quiet spell goes out at once; writes that follow
+	// within the window wait for one coalesced push at its end.
+	wait := r.cfg.PushWindow - time.Since(r.lastFlush)
+	if wait <= 0 {
+		r.flush()
+		return
+	}
+	r.scheduled = true
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(wait, func() { root.Send(self, pushTick{}) })
 }
 
 // flush pushes the coalesced writes to every other replica, one-way.
@@ -173,6 +183,7 @@ func (r *replicator) flush() {
 	if len(r.pending) == 0 {
 		return
 	}
+	r.lastFlush = time.Now()
 	d := crdt.Delta{Heroes: make([]crdt.Hero, 0, len(r.pending))}
 	for _, h := range r.pending {
 		d.Heroes = append(d.Heroes, h)
@@ -232,8 +243,6 @@ func (r *replicator) startSync(ctx actor.Context) {
 // peer: the local side opens, then each answers the other until one has
 // nothing more to say.
 func (r *replicator) exchange(root *actor.RootContext, peer Target) error {
-	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
-	defer cancel()
 	r.stats.SyncRounds.Add(1)
 	local := func(msg []byte) ([]byte, error) {
 		res, err := root.RequestFuture(r.state, &messages.SyncRequest{From: r.city, Msg: msg}, r.cfg.Timeout).Result()
@@ -250,7 +259,9 @@ func (r *replicator) exchange(root *actor.RootContext, peer Target) error {
 	for step := 0; err == nil && len(msg) > 0 && step < maxSyncSteps; step++ {
 		r.stats.SyncBytes.Add(uint64(len(msg)))
 		var res proto.Message
+		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Timeout)
 		res, err = r.cfg.Peers.Request(ctx, peer, &messages.SyncRequest{From: r.city, Msg: msg})
+		cancel()
 		if err != nil {
 			break
 		}
@@ -266,5 +277,7 @@ func (r *replicator) exchange(root *actor.RootContext, peer Target) error {
 	return err
 }
 
-// maxSyncSteps bounds one exchange; it takes three or four in practice.
-const maxSyncSteps = 12
+// maxSyncSteps bounds one exchange. Three or four steps settle replicas
+// that differ in a few entries; a refill of a large replica takes two more
+// per crdt.MaxSyncEntries entries.
+const maxSyncSteps = 64
