@@ -1,0 +1,609 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// writeToAll: a create through the API until every city replica holds it,
+// probed with GetHero. The default protocol runs writes one after another;
+// the original one, where a write takes seconds, overlaps them.
+func writeToAll(ctx context.Context, e *env) []row {
+	def := e.measure(ctx, "write_to_all", spec{Protocol: "default"}, 40*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+		r.Targets = []target{atMost("p50_ms", 10), atMost("p99_ms", 50), atLeast("ratio", 100)}
+		n := e.pick(200, 20)
+		p := progress{log: c.log}
+		var lat, api []time.Duration
+		for i := range n {
+			w, err := writeEverywhere(ctx, c, i, time.Millisecond)
+			if err != nil {
+				return err
+			}
+			lat, api = append(lat, w.all), append(api, w.api)
+			p.log2s("writes", "done", i+1, "of", n)
+		}
+		r.setLatency(lat)
+		r.set("api_p50_ms", ms(summarize(api).P50))
+		return nil
+	})
+	orig := e.measure(ctx, "write_to_all", spec{Protocol: "original"}, 45*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+		n, bound := e.pick(30, 5), e.pickDur(15*time.Second, 8*time.Second)
+		lat, api := make([]time.Duration, n), make([]time.Duration, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for i := range n {
+			if err := sleepUntil(ctx, start.Add(time.Duration(i)*100*time.Millisecond)); err != nil {
+				return err
+			}
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(ctx, bound)
+				defer cancel()
+				w, err := writeEverywhere(ctx, c, i, 20*time.Millisecond)
+				lat[i], api[i], errs[i] = w.all, w.api, err
+			})
+		}
+		c.log.Info("writes issued; waiting for them to reach every city", "writes", n, "bound", bound)
+		wg.Wait()
+		late := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+			case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && api[i] > 0:
+				late++
+				lat[i] = bound // censored: counted as the bound
+			default:
+				return err
+			}
+		}
+		if late > 0 {
+			r.note("%d of %d writes not in every city within %v, counted as %v", late, n, bound, bound)
+		}
+		r.note("one write every 100 ms; each original-protocol push carries dispatch's whole replica, so later writes also carry earlier ones")
+		r.setLatency(lat)
+		r.set("api_p50_ms", ms(summarize(api).P50))
+
+		// A few writes one at a time, each after the previous one is
+		// everywhere, so none carries another: a single write's own cost.
+		var isolated []time.Duration
+		for i := range e.pick(6, 0) {
+			wctx, cancel := context.WithTimeout(ctx, bound)
+			w, err := writeEverywhere(wctx, c, n+i, 20*time.Millisecond)
+			cancel()
+			switch {
+			case err == nil:
+				isolated = append(isolated, w.all)
+			case ctx.Err() == nil && w.api > 0:
+				isolated = append(isolated, bound) // censored
+			default:
+				return err
+			}
+		}
+		if len(isolated) > 0 {
+			r.set("isolated_p50_ms", ms(summarize(isolated).P50))
+			r.note("isolated_p50_ms: %d writes one at a time", len(isolated))
+		}
+		return nil
+	})
+	d, okd := def.get("p50_ms")
+	if o, ok := orig.get("p50_ms"); ok && okd && d > 0 {
+		def.set("ratio", o/d)
+	}
+	if o, ok := orig.get("isolated_p50_ms"); ok && okd && d > 0 {
+		def.set("ratio_isolated", o/d)
+	}
+	return []row{def, orig}
+}
+
+type written struct {
+	api time.Duration // until the API acknowledged
+	all time.Duration // until every city held it
+}
+
+// writeEverywhere creates a hero through the API and probes every city
+// every interval until all hold it. Both times count from the request.
+func writeEverywhere(ctx context.Context, c *cluster, i int, every time.Duration) (written, error) {
+	start := time.Now()
+	h, err := c.create(ctx, fmt.Sprintf("Bench %d", i))
+	if err != nil {
+		return written{}, err
+	}
+	w := written{api: time.Since(start)}
+	seen := make([]time.Time, len(c.spec.Cities))
+	errs := make([]error, len(c.spec.Cities))
+	var wg sync.WaitGroup
+	for j, city := range c.spec.Cities {
+		wg.Go(func() { seen[j], errs[j] = c.awaitHolds(ctx, city, h.ID, every) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return w, err
+	}
+	w.all = slices.MaxFunc(seen, func(a, b time.Time) int { return a.Compare(b) }).Sub(start)
+	return w, nil
+}
+
+// cityChangeToPage: a city's own write (patrol, fight) until a WebSocket
+// client of dispatch sees it, measured from the write's HLC wall time.
+func cityChangeToPage(ctx context.Context, e *env) []row {
+	var rows []row
+	for _, proto := range e.protocols(false) {
+		sp := spec{Protocol: proto, CityArgs: []string{"-patrol", "100ms", "-fight", "300ms"}}
+		rows = append(rows, e.measure(ctx, "city_change_to_page", sp, 40*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+			if proto == "default" {
+				r.Targets = []target{atMost("p99_ms", 150)}
+			}
+			feed, err := dialFeed(ctx, c)
+			if err != nil {
+				return err
+			}
+			defer feed.close()
+			heroes := e.pick(60, 30)
+			for i := range heroes {
+				h, err := c.create(ctx, fmt.Sprintf("Bench %d", i))
+				if err != nil {
+					return err
+				}
+				city := c.spec.Cities[i%len(c.spec.Cities)]
+				if _, err := c.call(ctx, http.MethodPut, "/api/superheroes/"+h.ID+"/location", map[string]string{"location": city}, nil); err != nil {
+					return err
+				}
+			}
+			warmup := 500 * time.Millisecond
+			if proto == "original" {
+				warmup = 2 * time.Second // the poll's first round
+			}
+			if err := sleepUntil(ctx, time.Now().Add(warmup)); err != nil {
+				return err
+			}
+			window := e.pickDur(6*time.Second, 2*time.Second)
+			c.log.Info("measuring city writes seen on the page", "heroes", heroes, "window", window)
+			feed.record(true)
+			err = sleepUntil(ctx, time.Now().Add(window))
+			feed.record(false)
+			if err != nil {
+				return err
+			}
+			lat, frames, ferr := feed.results()
+			if ferr != nil {
+				return fmt.Errorf("websocket: %w", ferr)
+			}
+			if len(lat) == 0 {
+				return errors.New("no city write reached the page during the window")
+			}
+			r.setLatency(lat)
+			r.set("frames", float64(frames))
+			return nil
+		}))
+	}
+	return rows
+}
+
+// bombRefill: a city holding N heroes is bombed; time from the bomb's 202
+// until its fresh replica's fingerprint equals the others'. Each round
+// bombs the next city.
+func bombRefill(ctx context.Context, e *env) []row {
+	var rows []row
+	for _, proto := range e.protocols(false) {
+		rows = append(rows, e.measure(ctx, "bomb_refill", spec{Protocol: proto}, 60*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+			bound := 5 * time.Second
+			if proto == "default" {
+				r.Targets = []target{atMost("max_ms", 1000)}
+			} else {
+				bound = 15 * time.Second
+			}
+			n, rounds := e.pick(1000, 200), e.pick(3, 1)
+			fp, err := fill(ctx, c, n)
+			if err != nil {
+				return err
+			}
+			var lat []time.Duration
+			for i := range rounds {
+				city := c.spec.Cities[i%len(c.spec.Cities)]
+				before, err := c.digest(ctx, city, time.Second)
+				if err != nil {
+					return err
+				}
+				if _, err := c.call(ctx, http.MethodPost, "/api/bomb", map[string]string{"city": city}, nil); err != nil {
+					return err
+				}
+				bombed := time.Now()
+				rctx, cancel := context.WithTimeout(ctx, bound)
+				// Only the restarted incarnation counts, never the old replica.
+				_, matched, err := c.awaitReplica(rctx, city, 2*time.Millisecond, func(info replicaInfo) (bool, error) {
+					return info.Incarnation != before.Incarnation && info.Fingerprint == fp, nil
+				})
+				cancel()
+				if err != nil {
+					r.setLatency(lat)
+					return fmt.Errorf("%s not refilled within %v: %w", city, bound, err)
+				}
+				lat = append(lat, matched.Sub(bombed))
+				c.log.Info("refilled", "city", city, "took", matched.Sub(bombed).Round(time.Millisecond))
+			}
+			r.setLatency(lat)
+			r.set("heroes", float64(n))
+			return nil
+		}))
+	}
+	return rows
+}
+
+// fill puts n new heroes straight into every city and returns the common
+// fingerprint.
+func fill(ctx context.Context, c *cluster, n int) (uint64, error) {
+	if err := c.inject(ctx, c.spec.Cities, newHeroes(n), 10_000); err != nil {
+		return 0, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	fp, err := c.awaitConverged(wctx, c.spec.Cities, 10*time.Millisecond)
+	if err != nil {
+		return 0, fmt.Errorf("cities not equal after filling them: %w", err)
+	}
+	return fp, nil
+}
+
+// killRestart: SIGKILL a city holding N heroes, see dispatch report it
+// down, start it again, time until its replica equals the others'.
+func killRestart(ctx context.Context, e *env) []row {
+	var rows []row
+	for _, proto := range e.protocols(false) {
+		rows = append(rows, e.measure(ctx, "kill_restart", spec{Protocol: proto}, 60*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+			bound := 15 * time.Second
+			if proto == "default" {
+				r.Targets = []target{atMost("max_ms", 2000)}
+			} else {
+				bound = 30 * time.Second
+			}
+			n := e.pick(1000, 200)
+			fp, err := fill(ctx, c, n)
+			if err != nil {
+				return err
+			}
+			const city = "gotham"
+			killed := time.Now()
+			c.proc(city).Kill() // SIGKILL, then wait for the exit
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err = poll(dctx, 10*time.Millisecond, func() (bool, error) {
+				st, err := c.status(dctx)
+				return err == nil && len(st.Cities) > 0 && !st.up(city), nil
+			})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("dispatch never reported %s down: %w", city, err)
+			}
+			r.set("down_ms", ms(time.Since(killed)))
+
+			restarted := time.Now()
+			if err := c.restart(city); err != nil {
+				return err
+			}
+			cctx, cancel := context.WithTimeout(ctx, bound)
+			answered, matched, err := c.awaitReplica(cctx, city, 5*time.Millisecond, hasFingerprint(fp))
+			cancel()
+			if !answered.IsZero() {
+				r.set("up_ms", ms(answered.Sub(restarted)))
+			}
+			if err != nil {
+				return fmt.Errorf("%s not converged within %v of its restart: %w", city, bound, err)
+			}
+			r.setLatency([]time.Duration{matched.Sub(restarted)})
+			r.set("heroes", float64(n))
+			r.note("max_ms: process start to replica equal to the others'; up_ms: to its first answer")
+			return nil
+		}))
+	}
+	return rows
+}
+
+// limit: bare request round trip from a cluster member to a city grain.
+func limit(ctx context.Context, e *env) []row {
+	return []row{e.measure(ctx, "limit", spec{Protocol: "default"}, 30*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+		n := e.pick(1000, 200)
+		probe := func(i int) (time.Duration, error) {
+			start := time.Now()
+			_, err := c.holds(ctx, c.spec.Cities[i%len(c.spec.Cities)], uuid.NewString())
+			return time.Since(start), err
+		}
+		for i := range 30 { // warm connections and grain lookups
+			if _, err := probe(i); err != nil {
+				return err
+			}
+		}
+		lat := make([]time.Duration, 0, n)
+		for i := range n {
+			d, err := probe(i)
+			if err != nil {
+				return err
+			}
+			lat = append(lat, d)
+		}
+		r.setLatency(lat)
+		return nil
+	})}
+}
+
+// throughput: acknowledged creates per second through the API from 16
+// keep-alive clients; then every acknowledged hero must reach every city.
+func throughput(ctx context.Context, e *env) []row {
+	return []row{e.measure(ctx, "throughput", spec{Protocol: "default"}, 60*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+		r.Targets = []target{atLeast("per_s", 5000), atMost("lost", 0)}
+		const clients = 16
+		dur := e.pickDur(10*time.Second, 2*time.Second)
+		var (
+			mu     sync.Mutex
+			ids    []string
+			lat    []time.Duration
+			failed int
+			acked  atomic.Int64
+			wg     sync.WaitGroup
+		)
+		cpu0 := c.cpu()
+		start := time.Now()
+		stop := start.Add(dur)
+		for w := range clients {
+			wg.Go(func() {
+				var mine []string
+				var times []time.Duration
+				bad := 0
+				for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
+					t := time.Now()
+					h, err := c.create(ctx, fmt.Sprintf("Load %d-%d", w, i))
+					if err != nil {
+						bad++
+						continue
+					}
+					mine, times = append(mine, h.ID), append(times, time.Since(t))
+					acked.Add(1)
+				}
+				mu.Lock()
+				ids, lat, failed = append(ids, mine...), append(lat, times...), failed+bad
+				mu.Unlock()
+			})
+		}
+		for last, lastN := start, int64(0); time.Now().Before(stop) && ctx.Err() == nil; {
+			time.Sleep(100 * time.Millisecond)
+			if since := time.Since(last); since >= 2*time.Second {
+				n := acked.Load()
+				c.log.Info("load running", "acked", n, "per_s", int(float64(n-lastN)/since.Seconds()))
+				last, lastN = time.Now(), n
+			}
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		used := c.cpu().since(cpu0)
+		for _, name := range slices.Sorted(maps.Keys(used)) {
+			r.set("cores_"+name, used[name]/elapsed.Seconds())
+		}
+		r.N = len(ids)
+		r.set("per_s", float64(len(ids))/elapsed.Seconds())
+		s := summarize(lat)
+		r.set("p50_ms", ms(s.P50))
+		r.set("p99_ms", ms(s.P99))
+		r.set("max_ms", ms(s.Max))
+		r.set("errors", float64(failed))
+		r.note("p50/p99/max_ms: API create latency under load; cores_*: CPU used during the load, in cores")
+		c.log.Info("load done", "acked", len(ids), "per_s", int(float64(len(ids))/elapsed.Seconds()), "errors", failed)
+
+		// Bounded wait for every city to hold at least the acknowledged
+		// heroes with equal replicas, then check every id in every city.
+		waited := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, e.pickDur(20*time.Second, 10*time.Second))
+		err := poll(cctx, 100*time.Millisecond, func() (bool, error) {
+			infos, _ := c.digests(cctx, c.spec.Cities)
+			_, equal := converged(infos, c.spec.Cities)
+			for _, info := range infos {
+				equal = equal && info.Heroes >= len(ids)
+			}
+			return equal, nil
+		})
+		cancel()
+		if err == nil {
+			r.set("converge_ms", ms(time.Since(waited)))
+		} else {
+			r.note("replicas not equal within the wait")
+		}
+		infos, err := c.digests(ctx, c.spec.Cities)
+		if err != nil {
+			return err
+		}
+		_, equal := converged(infos, c.spec.Cities)
+		r.set("replicas_equal", b2f(equal))
+		missing := map[string]bool{}
+		for _, city := range c.spec.Cities {
+			hs, err := c.entries(ctx, city, 16)
+			if err != nil {
+				return err
+			}
+			live := make(map[string]bool, len(hs))
+			for _, h := range hs {
+				live[h.ID.String()] = !h.Dead
+			}
+			for _, id := range ids {
+				if !live[id] {
+					missing[id] = true
+				}
+			}
+		}
+		r.set("lost", float64(len(missing)))
+		return nil
+	})}
+}
+
+// scale: many cities and heroes. N heroes go into one city and the cluster
+// spreads them; then the bytes an idle anti-entropy round costs, the time
+// a new city takes to fill, and every node's memory.
+func scale(ctx context.Context, e *env) []row {
+	cities := make([]string, e.pick(10, 5))
+	for i := range cities {
+		cities[i] = fmt.Sprintf("city%02d", i+1)
+	}
+	sp := spec{Protocol: "default", Cities: cities, Slots: 16}
+	return []row{e.measure(ctx, "scale", sp, e.pickDur(110*time.Second, 45*time.Second), func(ctx context.Context, c *cluster, r *row) error {
+		r.Targets = []target{atMost("bytes", 2048), atMost("rss_mb", 300)}
+		n := e.pick(100_000, 10_000)
+		r.N = n
+		heroes := newHeroes(n)
+		start := time.Now()
+		if err := c.inject(ctx, cities[:1], heroes, 10_000); err != nil {
+			return err
+		}
+		c.log.Info("injected", "heroes", n, "city", cities[0], "took", time.Since(start).Round(time.Millisecond))
+		want, err := c.digest(ctx, cities[0], 5*time.Second)
+		if err != nil {
+			return err
+		}
+		// Spread by the cluster, within a bound; what has not arrived by
+		// then is injected directly so the rest can still be measured.
+		sctx, cancel := context.WithTimeout(ctx, e.pickDur(40*time.Second, 12*time.Second))
+		p := progress{log: c.log}
+		st := stall{d: 8 * time.Second}
+		err = poll(sctx, 100*time.Millisecond, func() (bool, error) {
+			infos, _ := c.digests(sctx, cities)
+			done, total := 0, 0
+			for _, info := range infos {
+				total += info.Heroes
+				if info.Fingerprint == want.Fingerprint {
+					done++
+				}
+			}
+			p.log2s("spreading", "cities_complete", done, "of", len(cities), "heroes_held", total)
+			return done == len(cities), st.check(total)
+		})
+		cancel()
+		if err == nil {
+			r.set("spread_ms", ms(time.Since(start)))
+		} else if ctx.Err() == nil {
+			c.log.Warn("not spread; injecting into the other cities directly", "err", err)
+			r.note("heroes not spread to every city (%v); injected into the rest directly", err)
+			if err := c.inject(ctx, cities[1:], heroes, 10_000); err != nil {
+				return err
+			}
+			if _, err := c.awaitConverged(ctx, cities, 100*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		if err := idleBytes(ctx, e, c, r); err != nil {
+			return err
+		}
+
+		// A new city joins and fills.
+		name := fmt.Sprintf("city%02d", len(cities)+1)
+		joined := time.Now()
+		if _, err := c.startCity(name); err != nil {
+			return err
+		}
+		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		fst := stall{d: 8 * time.Second}
+		answered, matched, err := c.awaitReplica(fctx, name, 10*time.Millisecond, func(info replicaInfo) (bool, error) {
+			return info.Fingerprint == want.Fingerprint, fst.check(info.Heroes)
+		})
+		cancel()
+		if !answered.IsZero() {
+			r.set("join_ms", ms(answered.Sub(joined)))
+		}
+		if err != nil {
+			r.note("new city %s did not fill: %v", name, err)
+		} else {
+			r.set("fill_ms", ms(matched.Sub(joined)))
+		}
+
+		var total, peak float64
+		var count int
+		var top string
+		for _, nm := range append(append([]string{"dispatch"}, cities...), name) {
+			mb, err := rss(c.proc(nm).Pid())
+			if err != nil {
+				continue
+			}
+			if mb > peak {
+				peak, top = mb, nm
+			}
+			if nm == "dispatch" {
+				r.set("rss_dispatch_mb", mb)
+			}
+			total, count = total+mb, count+1
+		}
+		if count > 0 {
+			r.set("rss_mb", peak)
+			r.set("rss_mean_mb", total/float64(count))
+			r.note("rss_mb is %s's", top)
+		}
+		r.note("join_ms/fill_ms: new city's process start to first answer / to a full replica")
+		return nil
+	})}
+}
+
+// idleBytes records the crdt bytes per anti-entropy round over a window
+// with no writes: the cost of keeping equal replicas equal.
+func idleBytes(ctx context.Context, e *env, c *cluster, r *row) error {
+	window := e.pickDur(5*time.Second, 2*time.Second)
+	before, err := sumStats(ctx, c)
+	if err != nil {
+		r.note("GetStats: %v", err)
+		return nil
+	}
+	if err := sleepUntil(ctx, time.Now().Add(window)); err != nil {
+		return err
+	}
+	after, err := sumStats(ctx, c)
+	if err != nil {
+		r.note("GetStats: %v", err)
+		return nil
+	}
+	rounds, bytes := after.rounds-before.rounds, after.bytes-before.bytes
+	r.set("idle_rounds", float64(rounds))
+	r.set("idle_push_bytes", float64(after.pushBytes-before.pushBytes))
+	if rounds == 0 {
+		r.note("no anti-entropy round between cities in the %v idle window", window)
+		return nil
+	}
+	r.set("bytes", float64(bytes)/float64(rounds))
+	r.note("bytes: crdt payload per idle anti-entropy round between two cities (both directions)")
+	return nil
+}
+
+type statSum struct{ rounds, bytes, pushBytes uint64 }
+
+func sumStats(ctx context.Context, c *cluster) (statSum, error) {
+	var s statSum
+	for _, city := range c.spec.Cities {
+		st, err := c.stats(ctx, city)
+		if err != nil {
+			return s, fmt.Errorf("%s: %w", city, err)
+		}
+		s.rounds += st.GetSyncRounds()
+		s.bytes += st.GetSyncBytes()
+		s.pushBytes += st.GetPushBytes()
+	}
+	return s, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sleepUntil sleeps until t or until ctx ends.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
