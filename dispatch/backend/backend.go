@@ -100,6 +100,8 @@ type Backend struct {
 	incarnation map[crdt.Location]uint64
 	restartedAt map[crdt.Location]time.Time
 	divergedAt  map[crdt.Location]time.Time
+	// recovered says a restarted city has been in sync since.
+	recovered map[crdt.Location]bool
 }
 
 // ShowRestart is how long a restarted city is reported as restarting at
@@ -125,6 +127,7 @@ func New(cfg Config, store *Store, cities Cities, pub web.Publisher) *Backend {
 		incarnation: map[crdt.Location]uint64{},
 		restartedAt: map[crdt.Location]time.Time{},
 		divergedAt:  map[crdt.Location]time.Time{},
+		recovered:   map[crdt.Location]bool{},
 	}
 	for _, c := range cfg.Cities {
 		b.known[c] = true
@@ -240,9 +243,10 @@ func (b *Backend) Bomb(ctx context.Context, c crdt.Location) (crdt.Location, err
 	}
 	b.mu.Lock()
 	b.restartedAt[c] = time.Now()
+	b.recovered[c] = false
 	b.mu.Unlock()
+	// The web layer flashes "<city> has been destroyed" to every page.
 	b.log.Warn("city bombed", "city", c)
-	b.pub.Publish(web.FlashEvent(fmt.Sprintf("%s has been destroyed", c)))
 	return c, nil
 }
 
@@ -324,6 +328,7 @@ func (b *Backend) annotate(cities []web.CityStatus, now time.Time) {
 			if b.restartedAt[c.Name].Before(now.Add(-ShowRestart)) {
 				b.restartedAt[c.Name] = now
 			}
+			b.recovered[c.Name] = false
 			b.log.Info("city restarted", "city", c.Name, "incarnation", c.Incarnation)
 		}
 		b.incarnation[c.Name] = c.Incarnation
@@ -336,7 +341,13 @@ func (b *Backend) annotate(cities []web.CityStatus, now time.Time) {
 		if since, ok := b.divergedAt[c.Name]; ok {
 			c.Lag = max(now.Sub(since), time.Millisecond)
 		}
-		c.Restarting = now.Sub(b.restartedAt[c.Name]) < ShowRestart || (!synced && !b.restartedAt[c.Name].IsZero() && now.Sub(b.restartedAt[c.Name]) < 10*time.Second)
+		// Restarting: shown for ShowRestart at least, then until the city
+		// has caught up once; diverging later is lag, not a restart.
+		if synced {
+			b.recovered[c.Name] = true
+		}
+		restarted := !b.restartedAt[c.Name].IsZero()
+		c.Restarting = restarted && (now.Sub(b.restartedAt[c.Name]) < ShowRestart || !b.recovered[c.Name])
 	}
 }
 

@@ -16,7 +16,7 @@
 //	PUT    /api/superheroes/{id}/location  200 HERO; body {"location":"gotham"|"home"};
 //	                                       400 bad location; 404; 409 dead; 503 city down
 //	POST   /api/bomb                       202 {"city":"gotham"}; body optional {"city":"..."}; 400; 503
-//	GET    /api/cluster                    200 {"cities":[{"name","up","heroes","digest"}...],"in_sync":BOOL}
+//	GET    /api/cluster                    200 {"cities":[{"name","up","heroes","digest","state","incarnation","lag_ms"}...],"in_sync":BOOL}
 //	GET    /api/cities/{city}/superheroes  200 {"superheroes":[...]}; 400 unknown city; 503 down
 //
 // HERO is {"id","name","location","is_patrolling","health","dead","updated_at"},
