@@ -400,21 +400,25 @@ func (c *cluster) stats(ctx context.Context, city string) (*messages.Stats, erro
 	return ask[*messages.Stats](ctx, c, city, &messages.GetStats{}, time.Second)
 }
 
-// entries reads a city's whole replica, tombstones included, in pages of
-// the id space: one anti-entropy step per page asking for that range's
-// entries. GetState answers in one message, which gRPC refuses above its
-// 4 MiB limit (about 70,000 heroes).
-func (c *cluster) entries(ctx context.Context, city string, pages int) ([]crdt.Hero, error) {
+// entries reads a city's whole replica, tombstones included, with
+// anti-entropy steps that ask for ranges of the id space, so no single
+// message grows with the replica (GetState answers in one).
+func (c *cluster) entries(ctx context.Context, city string) ([]crdt.Hero, error) {
 	var out []crdt.Hero
-	for i := range pages {
-		rg := crdt.Range{Lo: i * crdt.Leaves / pages, Hi: (i + 1) * crdt.Leaves / pages}
+	// Ask for the whole id space; a reply carries at most
+	// crdt.MaxSyncEntries entries and offers the ranges left over as
+	// digests, which are asked for in turn.
+	queue := []crdt.Range{crdt.FullRange()}
+	for len(queue) > 0 {
+		rg := queue[0]
+		queue = queue[1:]
 		b, err := crdt.SyncMsg{Want: []crdt.Range{rg}}.MarshalBinary()
 		if err != nil {
 			return nil, err
 		}
 		r, err := ask[*messages.SyncReply](ctx, c, city, &messages.SyncRequest{From: "bench", Msg: b}, 10*time.Second)
 		if err != nil {
-			return nil, fmt.Errorf("page %v of %s: %w", rg, city, err)
+			return nil, fmt.Errorf("range %v of %s: %w", rg, city, err)
 		}
 		if len(r.GetMsg()) == 0 {
 			continue // nothing in the range
@@ -424,6 +428,9 @@ func (c *cluster) entries(ctx context.Context, city string, pages int) ([]crdt.H
 			return nil, err
 		}
 		out = append(out, m.Delta.Heroes...)
+		for _, d := range m.Digests {
+			queue = append(queue, d.Range)
+		}
 	}
 	return out, nil
 }

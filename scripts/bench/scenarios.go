@@ -422,7 +422,7 @@ func throughput(ctx context.Context, e *env) []row {
 		r.set("replicas_equal", b2f(equal))
 		missing := map[string]bool{}
 		for _, city := range c.spec.Cities {
-			hs, err := c.entries(ctx, city, 16)
+			hs, err := c.entries(ctx, city)
 			if err != nil {
 				return err
 			}
