@@ -13,6 +13,7 @@ import (
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/backend"
+	"github.com/superhero-cluster/superhero/internal/supervise"
 	"github.com/superhero-cluster/superhero/internal/testkit"
 	"github.com/superhero-cluster/superhero/locations/city"
 )
@@ -111,18 +112,7 @@ func TestGossipActorConvergesCities(t *testing.T) {
 	cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis, crdt.Capitol)
 	cities.write(t, crdt.Gotham, 20)
 	cities.write(t, crdt.Capitol, 20)
-	system := actor.NewActorSystem()
-	defer system.Shutdown()
-	store := backend.NewStore(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(), nil)
-	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(5, 6)), Protocol: backend.ProtocolDefault, Log: slog.New(slog.DiscardHandler)}
-	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(7, 8)), Store: store}
-	group, err := backend.SpawnActors(system, backend.ActorsConfig{
-		GossipInterval: 5 * time.Millisecond, PollInterval: 5 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-	}, g, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer group.Stop()
+	_, store := spawnActors(t, cities, 5*time.Millisecond, 5*time.Millisecond)
 	testkit.AwaitCondition(t, 5*time.Second, cities.converged, "cities never converged through gossip")
 	testkit.AwaitCondition(t, 5*time.Second, func() bool { return len(store.Heroes()) == 40 }, "poll never filled dispatch")
 }
@@ -131,20 +121,9 @@ func TestSupervisorGivesUpOnRepeatedCrashes(t *testing.T) {
 	cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis)
 	cities.setDown(crdt.Metropolis, true)
 	cities.setDown(crdt.Gotham, true)
-	system := actor.NewActorSystem()
-	defer system.Shutdown()
-	store := backend.NewStore(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(), nil)
-	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(5, 6)), Protocol: backend.ProtocolDefault, Log: slog.New(slog.DiscardHandler)}
-	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(7, 8)), Store: store}
 	// Every round fails, far faster than once a second: the fourth crash
 	// within 1 s exceeds the limit and the supervisor gives up.
-	group, err := backend.SpawnActors(system, backend.ActorsConfig{
-		GossipInterval: 2 * time.Millisecond, PollInterval: time.Hour, Logger: slog.New(slog.DiscardHandler),
-	}, g, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer group.Stop()
+	group, _ := spawnActors(t, cities, 2*time.Millisecond, time.Hour)
 	select {
 	case <-group.Down():
 		if group.Reason() != "gossip" {
@@ -158,21 +137,10 @@ func TestSupervisorGivesUpOnRepeatedCrashes(t *testing.T) {
 func TestGossipActorSurvivesOneCrashPerRound(t *testing.T) {
 	cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis)
 	cities.setDown(crdt.Metropolis, true)
-	system := actor.NewActorSystem()
-	defer system.Shutdown()
-	store := backend.NewStore(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(), nil)
-	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(5, 6)), Protocol: backend.ProtocolDefault, Log: slog.New(slog.DiscardHandler)}
-	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(7, 8)), Store: store}
 	// At 400 ms a round, at most 3 crashes fit in any 1 s window: the
 	// limit is never exceeded, the actor keeps restarting and rounds resume
 	// once the city is back.
-	group, err := backend.SpawnActors(system, backend.ActorsConfig{
-		GossipInterval: 400 * time.Millisecond, PollInterval: time.Hour, Logger: slog.New(slog.DiscardHandler),
-	}, g, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer group.Stop()
+	group, _ := spawnActors(t, cities, 400*time.Millisecond, time.Hour)
 	cities.write(t, crdt.Gotham, 3)
 	testkit.AwaitCondition(t, 5*time.Second, func() bool {
 		cities.mu.Lock()
@@ -186,4 +154,23 @@ func TestGossipActorSurvivesOneCrashPerRound(t *testing.T) {
 		t.Fatal("supervisor gave up although crashes stayed under the limit")
 	default:
 	}
+}
+
+// spawnActors runs dispatch's gossip and poll actors over cities, with the
+// given intervals, until the test ends.
+func spawnActors(t *testing.T, cities *fakeCities, gossip, poll time.Duration) (*supervise.Group, *backend.Store) {
+	t.Helper()
+	system := actor.NewActorSystem()
+	t.Cleanup(system.Shutdown)
+	store := backend.NewStore(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(), nil)
+	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(5, 6)), Protocol: backend.ProtocolDefault, Log: slog.New(slog.DiscardHandler)}
+	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(7, 8)), Store: store}
+	group, err := backend.SpawnActors(system, backend.ActorsConfig{
+		GossipInterval: gossip, PollInterval: poll, Logger: slog.New(slog.DiscardHandler),
+	}, g, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(group.Stop)
+	return group, store
 }
