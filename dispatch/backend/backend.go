@@ -66,10 +66,10 @@ func (c Config) withDefaults() Config {
 		c.StatusTimeout = 400 * time.Millisecond
 	}
 	if c.TombstoneTTL <= 0 {
-		c.TombstoneTTL = 10 * time.Minute
+		c.TombstoneTTL = crdt.DefaultTombstoneTTL
 	}
 	if c.GCInterval <= 0 {
-		c.GCInterval = time.Minute
+		c.GCInterval = crdt.DefaultCollectPeriod
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

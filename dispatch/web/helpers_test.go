@@ -450,15 +450,6 @@ func roundTrip(t *testing.T, c *websocket.Conn, cmd string) frame {
 	}
 }
 
-func mustJSON(t *testing.T, v any) string {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
 // bigBody returns a JSON object of more than n bytes.
 func bigBody(n int) string {
 	return `{"name":"` + strings.Repeat("x", n) + `"}`

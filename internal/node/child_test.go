@@ -326,13 +326,6 @@ func (c *child) request(identity, kind string, timeout time.Duration) childResp 
 	return c.do(childCmd{Op: "request", Identity: identity, Kind: kind, TimeoutM: int(timeout / time.Millisecond)})
 }
 
-// stop stops the member gracefully and waits for the process to exit.
-func (c *child) stop() childResp {
-	r := c.do(childCmd{Op: "stop"})
-	c.close()
-	return r
-}
-
 // kill simulates a crash (SIGKILL) and waits for the process to be gone.
 func (c *child) kill() {
 	c.once.Do(func() {

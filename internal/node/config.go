@@ -201,11 +201,6 @@ func (c Config) healthAddress() string {
 	return net.JoinHostPort(c.Host, strconv.Itoa(c.HealthPort))
 }
 
-// remoteAddress is the remoting address ("host:port").
-func (c Config) remoteAddress() string {
-	return net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
-}
-
 func (c Config) validate() error {
 	switch {
 	case c.Name == "":

@@ -49,10 +49,10 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.TombstoneTTL <= 0 {
-		c.TombstoneTTL = 10 * time.Minute
+		c.TombstoneTTL = crdt.DefaultTombstoneTTL
 	}
 	if c.GCInterval <= 0 {
-		c.GCInterval = time.Minute
+		c.GCInterval = crdt.DefaultCollectPeriod
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
