@@ -53,7 +53,10 @@ type Proc struct {
 // prefixed with the process name.
 func (p *Proc) Start(out io.Writer) error {
 	p.cmd = exec.Command(p.Path, p.Args...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group: a Ctrl-C in the terminal reaches only the
+	// launcher, which stops the nodes in order. Pdeathsig: if the launcher
+	// itself dies, the nodes are told to stop rather than left running.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
