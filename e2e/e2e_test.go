@@ -354,7 +354,8 @@ func (w *wsClient) awaitFlash(t *testing.T, msg string) {
 }
 
 // TestCitiesConvergeWithoutDispatch kills dispatch, then writes into one
-// city: the cities spread it among themselves.
+// city: the cities spread it among themselves. A new dispatch then starts
+// empty and is refilled from them.
 func TestCitiesConvergeWithoutDispatch(t *testing.T) {
 	c := newCluster(t)
 	a := c.api()
@@ -376,6 +377,16 @@ func TestCitiesConvergeWithoutDispatch(t *testing.T) {
 		t.Fatalf("hero held by %s cities, want 3", held)
 	}
 	t.Logf("FIGURE converged without dispatch (including the checker joining): %v", time.Since(start).Round(time.Millisecond))
+
+	// A dispatch started again begins empty and is refilled by the cities.
+	restarted := time.Now()
+	c.startDispatch()
+	await(t, 30*time.Second, "restarted dispatch knows the hero", func() bool {
+		var h hero
+		code, _ := a.do("GET", "/api/superheroes/"+id, nil, &h)
+		return code == 200 && h.Health == 70
+	})
+	t.Logf("FIGURE dispatch restart to refilled: %v", time.Since(restarted).Round(time.Millisecond))
 }
 
 // TestFourthCityJoinsAndLeaves starts a city the original never had: it
