@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -87,7 +85,7 @@ func startCluster(ctx context.Context, bin string, sp spec, log *slog.Logger, ou
 			MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute,
 		}},
 	}
-	base, err := reservePorts(2*sp.Slots + 1)
+	base, err := layout.FreeRun(2*sp.Slots + 1)
 	if err != nil {
 		return nil, err
 	}
@@ -660,46 +658,6 @@ func randomCookie() string {
 	b := make([]byte, 12)
 	_, _ = crand.Read(b)
 	return "bench-" + hex.EncodeToString(b)
-}
-
-// Ports are reserved in runs below the kernel's ephemeral range (32768
-// and up on Linux), so outgoing connections never take them, and never
-// handed out twice in one run, so a node still going away cannot clash
-// with the next cluster.
-var (
-	portsMu sync.Mutex
-	used    = map[int]bool{}
-)
-
-// reservePorts returns the first of n consecutive ports that are free now
-// and were not reserved before.
-func reservePorts(n int) (int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 500 {
-		base := 20000 + rand.IntN(12000-n)
-		if allFree(base, n) {
-			for p := base; p < base+n; p++ {
-				used[p] = true
-			}
-			return base, nil
-		}
-	}
-	return 0, errors.New("no free port range")
-}
-
-func allFree(base, n int) bool {
-	for p := base; p < base+n; p++ {
-		if used[p] {
-			return false
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			return false
-		}
-		_ = ln.Close()
-	}
-	return true
 }
 
 // tail keeps the last bytes of the node processes' output, to show when a
