@@ -19,6 +19,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/google/uuid"
+
+	"github.com/superhero-cluster/superhero/internal/testkit"
 )
 
 var cities = []string{"gotham", "metropolis", "capitol"}
@@ -237,7 +239,7 @@ func TestWrongCookieCannotJoin(t *testing.T) {
 	// capitol, and a second dispatch on its own slot and port, hold
 	// another cookie.
 	c.startCity("capitol", append([]string{"-cookie", "not-the-cookie"}, quiet...)...)
-	badAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	badAddr := c.spareAddr
 	c.start("bad-dispatch", filepath.Join(binDir, "dispatch"), append([]string{
 		"-http", badAddr, "-slot", "4", "-cookie", "not-the-cookie"}, c.layoutArgs()...))
 	bad := &api{t: t, base: "http://" + badAddr, http: &http.Client{Timeout: 5 * time.Second}}
@@ -250,16 +252,9 @@ func TestWrongCookieCannotJoin(t *testing.T) {
 	// For three provider polls, nobody crosses the cookie line: the
 	// wrong-cookie dispatch sees its own capitol but never gotham, and ours
 	// never sees capitol.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if a.cluster().city("capitol").Up {
-			t.Fatal("a city with the wrong cookie joined the cluster")
-		}
-		if bad.cluster().city("gotham").Up {
-			t.Fatal("a dispatch with the wrong cookie sees gotham")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testkit.AssertNever(t, 3*time.Second, func() bool {
+		return a.cluster().city("capitol").Up || bad.cluster().city("gotham").Up
+	}, "a node with the wrong cookie crossed into the cluster")
 	// And it cannot send to gotham.
 	if code, _ := bad.do("POST", "/api/bomb", map[string]string{"city": "gotham"}, nil); code != http.StatusServiceUnavailable {
 		t.Fatalf("wrong-cookie bomb of gotham: %d, want 503", code)

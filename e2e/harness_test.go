@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/proc"
+	"github.com/superhero-cluster/superhero/internal/testkit"
 )
 
 // binDir holds the node binaries built once for all tests.
@@ -57,6 +57,7 @@ type cluster struct {
 	healthBase int
 	slots      int
 	httpAddr   string
+	spareAddr  string // a free port for a second web server
 	log        *logBuffer
 
 	mu    sync.Mutex
@@ -72,8 +73,14 @@ func newCluster(t *testing.T) *cluster {
 		t.Skip("end-to-end tests need the node binaries; not built in -short mode")
 	}
 	c := &cluster{t: t, slots: testSlots, procs: map[string]*proc.Proc{}, log: &logBuffer{t: t}}
-	c.remoteBase, c.healthBase = freeRange(t, testSlots)
-	c.httpAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	// Remote ports, health ports, dispatch's HTTP port and a spare one.
+	base, err := layout.FreeRun(2*testSlots + 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.remoteBase, c.healthBase = base, base+testSlots
+	c.httpAddr = "127.0.0.1:" + strconv.Itoa(base+2*testSlots)
+	c.spareAddr = "127.0.0.1:" + strconv.Itoa(base+2*testSlots+1)
 	t.Cleanup(c.stop)
 	return c
 }
@@ -152,40 +159,6 @@ func (l *logBuffer) dump() {
 		out = "...\n" + out[len(out)-200_000:]
 	}
 	l.t.Logf("node output:\n%s", out)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// freeRange finds two runs of n free ports for the remote and health
-// slots, away from the kernel's ephemeral range.
-func freeRange(t *testing.T, n int) (remote, health int) {
-	t.Helper()
-	for range 200 {
-		base := 20000 + rand.IntN(10000)*2
-		ok := true
-		for p := base; p < base+2*n && ok; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			_ = ln.Close()
-		}
-		if ok {
-			return base, base + n
-		}
-	}
-	t.Fatal("no free port range")
-	return 0, 0
 }
 
 // api is a small JSON client for dispatch's API.
@@ -308,13 +281,6 @@ func has(hs []hero, id string) (hero, bool) {
 func await(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	wait := 5 * time.Millisecond
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(wait)
-		wait = min(2*wait, 100*time.Millisecond)
-	}
+	testkit.AwaitCondition(t, timeout, cond, what)
 	return time.Since(start)
 }

@@ -7,38 +7,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/superhero-cluster/superhero/internal/testkit"
 )
 
-// AwaitCondition polls cond every 20 ms until it returns true or timeout
-// passes, in which case the test fails.
-func AwaitCondition(t testing.TB, timeout time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// AssertNever polls cond every 20 ms for the whole window and fails the test
-// as soon as it returns true. It is used to show the absence of something
-// (a member that must never be accepted), not for synchronisation.
-func AssertNever(t testing.TB, window time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(window)
-	for time.Now().Before(deadline) {
-		if cond() {
-			t.Fatalf("unexpected: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// Bounded waiting comes from the project's testkit.
+var (
+	AwaitCondition = testkit.AwaitCondition
+	AssertNever    = testkit.AssertNever
+)
 
 // freePorts returns n distinct ports that were free on 127.0.0.1 a moment
 // ago (all listeners are held until every port is chosen).

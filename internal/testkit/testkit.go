@@ -27,6 +27,20 @@ func AwaitCondition(tb testing.TB, timeout time.Duration, cond func() bool, msgA
 	}
 }
 
+// AssertNever polls cond for the whole window and fails the test as soon
+// as it holds. It shows the absence of something (a member that must never
+// be admitted), so it always takes the whole window; keep it short.
+func AssertNever(tb testing.TB, window time.Duration, cond func() bool, msgAndArgs ...any) {
+	tb.Helper()
+	deadline := time.Now().Add(window)
+	for time.Now().Before(deadline) {
+		if cond() {
+			tb.Fatalf("condition met within %v %s", window, describe(msgAndArgs))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func describe(msgAndArgs []any) string {
 	if len(msgAndArgs) == 0 {
 		return ""
