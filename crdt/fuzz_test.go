@@ -1,6 +1,7 @@
 package crdt_test
 
 import (
+	"encoding"
 	"errors"
 	"slices"
 	"testing"
@@ -58,23 +59,9 @@ func checkReplica(t *testing.T, r *crdt.Replica) {
 func FuzzDeltaUnmarshal(f *testing.F) {
 	addSeeds(f, crdt.Delta{}, sampleDelta())
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var d crdt.Delta
-		if err := d.UnmarshalBinary(b); err != nil {
-			if !errors.Is(err, crdt.ErrCorrupt) {
-				t.Fatalf("error %v is not ErrCorrupt", err)
-			}
+		d, ok := decodeRoundTrip[crdt.Delta](t, b, func(x, y crdt.Delta) bool { return slices.Equal(x.Heroes, y.Heroes) })
+		if !ok {
 			return
-		}
-		enc, err := d.MarshalBinary()
-		if err != nil {
-			t.Fatalf("decoded delta does not encode: %v", err)
-		}
-		var again crdt.Delta
-		if err := again.UnmarshalBinary(enc); err != nil {
-			t.Fatalf("re-encoded delta does not decode: %v", err)
-		}
-		if !slices.Equal(again.Heroes, d.Heroes) {
-			t.Fatalf("round trip changed the delta:\n%+v\n%+v", d, again)
 		}
 		r := fuzzReplica(t)
 		r.Merge(d)
@@ -99,23 +86,9 @@ func FuzzDigestUnmarshal(f *testing.F) {
 	addSeeds(f, sampleDigest(f, crdt.FullRange()), sampleDigest(f, crdt.Range{Lo: 17, Hi: 18}),
 		sampleDigest(f, crdt.Range{Lo: 0, Hi: 200}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var d crdt.Digest
-		if err := d.UnmarshalBinary(b); err != nil {
-			if !errors.Is(err, crdt.ErrCorrupt) {
-				t.Fatalf("error %v is not ErrCorrupt", err)
-			}
+		d, ok := decodeRoundTrip[crdt.Digest](t, b, sameDigest)
+		if !ok {
 			return
-		}
-		enc, err := d.MarshalBinary()
-		if err != nil {
-			t.Fatalf("decoded digest does not encode: %v", err)
-		}
-		var again crdt.Digest
-		if err := again.UnmarshalBinary(enc); err != nil {
-			t.Fatalf("re-encoded digest does not decode: %v", err)
-		}
-		if !sameDigest(again, d) {
-			t.Fatalf("round trip changed the digest:\n%+v\n%+v", d, again)
 		}
 		// A replica compares it and answers without panicking; the
 		// answer encodes.
@@ -142,23 +115,9 @@ func FuzzSyncMsgUnmarshal(f *testing.F) {
 		crdt.SyncMsg{Want: []crdt.Range{crdt.FullRange()}},
 		crdt.SyncMsg{Delta: crdt.Delta{Heroes: []crdt.Hero{{ID: uuid.New(), Location: crdt.Home, Dead: true}}}})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var m crdt.SyncMsg
-		if err := m.UnmarshalBinary(b); err != nil {
-			if !errors.Is(err, crdt.ErrCorrupt) {
-				t.Fatalf("error %v is not ErrCorrupt", err)
-			}
+		m, ok := decodeRoundTrip[crdt.SyncMsg](t, b, sameSync)
+		if !ok {
 			return
-		}
-		enc, err := m.MarshalBinary()
-		if err != nil {
-			t.Fatalf("decoded message does not encode: %v", err)
-		}
-		var again crdt.SyncMsg
-		if err := again.UnmarshalBinary(enc); err != nil {
-			t.Fatalf("re-encoded message does not decode: %v", err)
-		}
-		if !sameSync(again, m) {
-			t.Fatalf("round trip changed the message:\n%+v\n%+v", m, again)
 		}
 		r := fuzzReplica(t)
 		out, _ := r.SyncStep(m)
@@ -172,4 +131,36 @@ func FuzzSyncMsgUnmarshal(f *testing.F) {
 			t.Fatal("the same message applied twice changed the replica twice")
 		}
 	})
+}
+
+// codec is a decoded value that encodes again.
+type codec[T any] interface {
+	*T
+	encoding.BinaryMarshaler
+	encoding.BinaryUnmarshaler
+}
+
+// decodeRoundTrip decodes b. Garbage must fail with ErrCorrupt (ok is then
+// false); anything that decodes must encode and decode again to an equal
+// value.
+func decodeRoundTrip[T any, P codec[T]](t *testing.T, b []byte, same func(a, b T) bool) (v T, ok bool) {
+	t.Helper()
+	if err := P(&v).UnmarshalBinary(b); err != nil {
+		if !errors.Is(err, crdt.ErrCorrupt) {
+			t.Fatalf("error %v is not ErrCorrupt", err)
+		}
+		return v, false
+	}
+	enc, err := P(&v).MarshalBinary()
+	if err != nil {
+		t.Fatalf("decoded %T does not encode: %v", v, err)
+	}
+	var again T
+	if err := P(&again).UnmarshalBinary(enc); err != nil {
+		t.Fatalf("re-encoded %T does not decode: %v", v, err)
+	}
+	if !same(again, v) {
+		t.Fatalf("round trip changed the %T:\n%+v\n%+v", v, v, again)
+	}
+	return v, true
 }
