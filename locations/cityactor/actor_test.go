@@ -122,8 +122,14 @@ func TestAssignDeadHeroAnswersAtOnce(t *testing.T) {
 
 	// The city has never seen the hero; the context dispatch sends says it is dead.
 	p.Send(c.State(), &messages.AssignHero{HeroId: h.ID.String(), Context: ctxBytes})
-	if r := testkit.ExpectMessageOf[*messages.AssignReply](t, p, time.Second); r.Error != messages.AssignError_ASSIGN_DEAD {
-		t.Fatalf("dead hero: got %v %q", r.Error, r.Message)
+	reply := testkit.ExpectMessageOf[*messages.AssignReply](t, p, time.Second)
+	if reply.Error != messages.AssignError_ASSIGN_DEAD {
+		t.Fatalf("dead hero: got %v %q", reply.Error, reply.Message)
+	}
+	// The answer carries the tombstone, so the caller learns the death.
+	var d crdt.Delta
+	if err := d.UnmarshalBinary(reply.Delta); err != nil || d.Len() != 1 || !d.Heroes[0].Dead || d.Heroes[0].ID != h.ID {
+		t.Fatalf("dead reply delta: %v %+v", err, d)
 	}
 }
 

@@ -190,14 +190,16 @@ func (s *Server) Sync(m *messages.SyncRequest) (*messages.SyncReply, crdt.Delta,
 // knows of the hero), then moves the hero here, healed. Dead, unknown and
 // malformed requests get an error code at once and change nothing.
 func (s *Server) Assign(m *messages.AssignHero) (*messages.AssignReply, crdt.Delta) {
+	// merged is what the context changed here; it spreads even when the
+	// assignment itself fails.
+	var merged crdt.Delta
 	fail := func(code messages.AssignError, err error) (*messages.AssignReply, crdt.Delta) {
-		return &messages.AssignReply{Error: code, Message: err.Error()}, crdt.Delta{}
+		return &messages.AssignReply{Error: code, Message: err.Error()}, merged
 	}
 	id, err := uuid.Parse(m.GetHeroId())
 	if err != nil {
 		return fail(messages.AssignError_ASSIGN_BAD_REQUEST, fmt.Errorf("bad hero id %q", m.GetHeroId()))
 	}
-	var merged crdt.Delta
 	if len(m.GetContext()) > 0 {
 		var ctxDelta crdt.Delta
 		if err := ctxDelta.UnmarshalBinary(m.GetContext()); err != nil {
@@ -208,14 +210,16 @@ func (s *Server) Assign(m *messages.AssignHero) (*messages.AssignReply, crdt.Del
 	h, d, err := s.rules.Assign(id)
 	switch {
 	case errors.Is(err, city.ErrDead):
-		// Tell the caller about the tombstone, so it stops asking.
-		reply, _ := failWith(messages.AssignError_ASSIGN_DEAD, err, merged)
-		if tomb, ok := s.Replica().Get(id); ok {
-			reply.Delta, _ = crdt.Delta{Heroes: []crdt.Hero{tomb}}.MarshalBinary()
+		reply, merged := fail(messages.AssignError_ASSIGN_DEAD, err)
+		// Tell the caller about the tombstone, so it stops asking
+		// (ErrDead means the replica holds one).
+		tomb, _ := s.Replica().Get(id)
+		if reply.Delta, err = (crdt.Delta{Heroes: []crdt.Hero{tomb}}).MarshalBinary(); err != nil {
+			s.log.Warn("cannot encode tombstone", "id", id, "err", err)
 		}
 		return reply, merged
 	case errors.Is(err, city.ErrUnknown):
-		return failWith(messages.AssignError_ASSIGN_UNKNOWN, err, merged)
+		return fail(messages.AssignError_ASSIGN_UNKNOWN, err)
 	case err != nil:
 		return fail(messages.AssignError_ASSIGN_BAD_REQUEST, err)
 	}
@@ -226,10 +230,6 @@ func (s *Server) Assign(m *messages.AssignHero) (*messages.AssignReply, crdt.Del
 	s.log.Info("assigned", "hero", h.Name, "id", h.ID, "health", h.Health)
 	merged.Heroes = append(merged.Heroes, d.Heroes...)
 	return &messages.AssignReply{Delta: b}, merged
-}
-
-func failWith(code messages.AssignError, err error, merged crdt.Delta) (*messages.AssignReply, crdt.Delta) {
-	return &messages.AssignReply{Error: code, Message: err.Error()}, merged
 }
 
 // Patrol runs the patrol rule and returns the write, if any.
