@@ -206,6 +206,8 @@ func (r *Replica) SyncStart() SyncMsg { return SyncMsg{Digests: []Digest{r.Diges
 // ranges compared, so an exchange between replicas differing in k entries
 // ends after a few rounds and moves O(k + SmallRange) entries, not the
 // whole state. An exchange ends when SyncStep returns an empty message.
+// Like Merge, SyncStep does not check clock offset: check in.Delta with
+// CheckOffset first and drop the whole message when it fails.
 func (r *Replica) SyncStep(in SyncMsg) (out SyncMsg, changed Delta) {
 	// Answer with what this replica held before merging, so entries just
 	// received are not echoed back.

@@ -84,7 +84,9 @@ func (c *Clock) Now() Timestamp {
 }
 
 // Observe moves the clock past remote, so that the next Now is ordered
-// after it. Call it for every timestamp received from another replica.
+// after it. Call it for every timestamp received from another replica,
+// once CheckStamp has accepted it: Observe itself takes any stamp, however
+// far in the future.
 func (c *Clock) Observe(remote Timestamp) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

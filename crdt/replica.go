@@ -164,6 +164,8 @@ func (r *Replica) Delete(id uuid.UUID) (Delta, error) {
 // Merge folds d into the replica and returns the entries that changed it
 // (the effective delta, for forwarding and change feeds). Merge is
 // commutative, associative and idempotent; see the package documentation.
+// Merge moves the clock past the latest stamp in d, however far ahead it
+// is: check a delta from another node with CheckOffset first.
 func (r *Replica) Merge(d Delta) Delta {
 	var changed []Hero
 	var latest Timestamp
