@@ -57,4 +57,45 @@
 // 1.3 KB for the whole space. SyncStart and SyncStep run a push-pull
 // exchange that compares digests, narrows to the differing parts and
 // then swaps only their entries.
+//
+// # Clock offset
+//
+// Merge moves the replica's clock past the latest stamp it merges. Without
+// a limit, one node whose physical clock runs an hour ahead would drag the
+// clock of every replica it reaches an hour into the future for good, and
+// its writes would win every conflict against writes made after them. The
+// policy, after CockroachDB's hlc.UpdateAndCheckMaxOffset: a stamp whose
+// wall time is more than a maximum offset ahead of the receiver's physical
+// clock is refused. A stamp behind it is always accepted, however old:
+// delay only makes stamps look older.
+//
+// Merge and SyncStep do not check, since they also serve trusted local
+// data. The replication engine calls CheckOffset on every delta and on the
+// Delta of every SyncMsg it receives, before merging. When the check fails
+// (errors.Is(err, ErrClockOffset); the *OffsetError names the stamp
+// furthest ahead) the whole delta or sync message is rejected: nothing in
+// it is merged or answered, and the local clock is not moved by it
+// (CheckOffset never changes the clock). The caller counts and logs each
+// refusal.
+//
+// A clock accepts stamps at most the maximum ahead of its physical clock,
+// so no clock is ever dragged further than that; and while every pair of
+// physical clocks stays within the maximum of each other, no stamp, even a
+// forwarded one, is ever refused. The default, DefaultMaxClockOffset, is
+// 500 ms: the nodes run on one host (loopback) or on a LAN whose clocks NTP
+// keeps within a few milliseconds of each other, so 500 ms refuses only a
+// clock that is plainly wrong, and a clock just inside the limit wins
+// conflicts only against writes made less than 500 ms after its own.
+//
+// The consequence: a node whose clock is more than the maximum ahead of
+// its peers cannot spread its writes until its clock is fixed. Its peers
+// refuse its deltas, and its sync messages that carry them, so they see it
+// as diverged: its digests never match theirs. It still accepts their
+// writes, but on its replica its own win wherever they conflict. Fixing
+// the physical clock is not quite enough, since a hybrid clock never moves
+// back: the node keeps stamping, and its entries keep, the future times
+// until real time catches up with them. Restarting it empty cures it at
+// once, losing the writes it made meanwhile. Symmetrically, a node whose
+// clock is more than the maximum behind its peers refuses their fresh
+// writes until its clock is fixed.
 package crdt
