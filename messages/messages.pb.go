@@ -989,6 +989,95 @@ func (x *Stats) GetPushBytes() uint64 {
 	return 0
 }
 
+// Replicate carries one message of the replication engine (package
+// replication) between two nodes, one-way: a push of writes, a step of an
+// anti-entropy exchange or its reply, or (original protocol) a request for
+// the whole replica and its answer. Nothing replies to it at the actor
+// level; replies are Replicate messages of their own.
+// Sent by: every node's replication engine, to a city grain or to
+// dispatch's inbox grain.
+type Replicate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the sending node.
+	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	// replication.MsgKind: 1 push, 2 sync, 3 sync reply, 4 state request,
+	// 5 state.
+	Kind uint32 `protobuf:"varint,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The exchange a sync step or state message belongs to; 0 for pushes.
+	Exchange uint64 `protobuf:"varint,3,opt,name=exchange,proto3" json:"exchange,omitempty"`
+	// A crdt.Delta (crdt binary encoding), for push and state.
+	Delta []byte `protobuf:"bytes,4,opt,name=delta,proto3" json:"delta,omitempty"`
+	// A crdt.SyncMsg (crdt binary encoding), for sync steps.
+	Sync          []byte `protobuf:"bytes,5,opt,name=sync,proto3" json:"sync,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Replicate) Reset() {
+	*x = Replicate{}
+	mi := &file_messages_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Replicate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Replicate) ProtoMessage() {}
+
+func (x *Replicate) ProtoReflect() protoreflect.Message {
+	mi := &file_messages_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Replicate.ProtoReflect.Descriptor instead.
+func (*Replicate) Descriptor() ([]byte, []int) {
+	return file_messages_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Replicate) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *Replicate) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *Replicate) GetExchange() uint64 {
+	if x != nil {
+		return x.Exchange
+	}
+	return 0
+}
+
+func (x *Replicate) GetDelta() []byte {
+	if x != nil {
+		return x.Delta
+	}
+	return nil
+}
+
+func (x *Replicate) GetSync() []byte {
+	if x != nil {
+		return x.Sync
+	}
+	return nil
+}
+
 var File_messages_proto protoreflect.FileDescriptor
 
 const file_messages_proto_rawDesc = "" +
@@ -1050,7 +1139,13 @@ const file_messages_proto_rawDesc = "" +
 	"sync_bytes\x18\x06 \x01(\x04R\tsyncBytes\x12\x16\n" +
 	"\x06pushes\x18\a \x01(\x04R\x06pushes\x12\x1d\n" +
 	"\n" +
-	"push_bytes\x18\b \x01(\x04R\tpushBytes*p\n" +
+	"push_bytes\x18\b \x01(\x04R\tpushBytes\"y\n" +
+	"\tReplicate\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x1a\n" +
+	"\bexchange\x18\x03 \x01(\x04R\bexchange\x12\x14\n" +
+	"\x05delta\x18\x04 \x01(\fR\x05delta\x12\x12\n" +
+	"\x04sync\x18\x05 \x01(\fR\x04sync*p\n" +
 	"\vAssignError\x12\r\n" +
 	"\tASSIGN_OK\x10\x00\x12\x0f\n" +
 	"\vASSIGN_DEAD\x10\x01\x12\x12\n" +
@@ -1071,7 +1166,7 @@ func file_messages_proto_rawDescGZIP() []byte {
 }
 
 var file_messages_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_messages_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_messages_proto_goTypes = []any{
 	(AssignError)(0),    // 0: messages.AssignError
 	(*GetState)(nil),    // 1: messages.GetState
@@ -1090,6 +1185,7 @@ var file_messages_proto_goTypes = []any{
 	(*HeroReply)(nil),   // 14: messages.HeroReply
 	(*GetStats)(nil),    // 15: messages.GetStats
 	(*Stats)(nil),       // 16: messages.Stats
+	(*Replicate)(nil),   // 17: messages.Replicate
 }
 var file_messages_proto_depIdxs = []int32{
 	0, // 0: messages.AssignReply.error:type_name -> messages.AssignError
@@ -1111,7 +1207,7 @@ func file_messages_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_messages_proto_rawDesc), len(file_messages_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
