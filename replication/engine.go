@@ -691,4 +691,3 @@ func (e *Engine) exchangeIDs() []uint64 {
 	slices.Sort(ids)
 	return ids
 }
-

@@ -39,7 +39,7 @@ var (
 const (
 	tick       = 10 * time.Millisecond
 	epoch      = int64(1_767_225_600) * int64(time.Second) // 2026-01-01
-	maxDelay   = 20                                         // ticks a message may take
+	maxDelay   = 20                                        // ticks a message may take
 	dropRate   = 0.10
 	dupRate    = 0.05
 	maxSkew    = int64(200 * time.Millisecond) // pairwise under the 500 ms max offset
@@ -156,7 +156,7 @@ type simNode struct {
 
 type counts struct {
 	creates, deletes, homes, assigns, assignErrs, deaths, patrols int
-	bombs, kills, partitions, stepsBack, stalls, refused         int
+	bombs, kills, partitions, stepsBack, stalls, refused          int
 }
 
 type sim struct {
