@@ -24,8 +24,10 @@ import (
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/node"
+	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/city"
 	"github.com/superhero-cluster/superhero/locations/cityactor"
+	"github.com/superhero-cluster/superhero/replication"
 )
 
 func main() {
@@ -55,9 +57,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		protocol = fs.String("protocol", "default", "replication protocol: default or original")
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
 	)
-	var repl cityactor.ReplicationConfig
-	fs.DurationVar(&repl.AntiEntropyInterval, "anti-entropy", 500*time.Millisecond, "anti-entropy period with a random peer city; negative turns it off")
-	fs.DurationVar(&repl.PushWindow, "push-window", 2*time.Millisecond, "how long local writes are coalesced before a push")
+	def := replication.DefaultCityConfig("")
+	var repl replication.Config
+	fs.DurationVar(&repl.AntiEntropyInterval, "anti-entropy", def.AntiEntropyInterval, "anti-entropy period with a random peer city; negative turns it off")
+	fs.DurationVar(&repl.PushWindow, "push-window", def.PushWindow, "how long local writes are coalesced before a push")
 	push := fs.Bool("push", true, "push every local write to the other replicas at once")
 	fs.DurationVar(&rules.PatrolInterval, "patrol", rules.PatrolInterval, "patrol tick")
 	fs.DurationVar(&rules.FightInterval, "fight", rules.FightInterval, "fight tick")
@@ -68,8 +71,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil || !loc.IsCity() {
 		return fmt.Errorf("-city %q: want a city name such as gotham", *name)
 	}
-	if *protocol != "default" && *protocol != "original" {
-		return fmt.Errorf("-protocol %q: want default or original", *protocol)
+	proto, err := replication.ParseProtocol(*protocol)
+	if err != nil {
+		return err
 	}
 	base, err := logx.New(stderr, *level)
 	if err != nil {
@@ -98,19 +102,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}()
 	clock := crdt.NewClock(*name, func() int64 { return time.Now().UnixNano() })
-	cfgCity := cityactor.Config{
-		City:   loc,
-		Rules:  rules,
-		Clock:  clock,
-		Seed:   *seed,
-		Logger: log,
+	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
+	defer transport.Close()
+	rc := replication.Preset(*name, replication.RoleCity, proto)
+	if proto == replication.ProtocolDefault {
+		rc.NoPush = !*push
+		rc.AntiEntropyInterval, rc.PushWindow = repl.AntiEntropyInterval, repl.PushWindow
 	}
-	if *protocol == "default" {
-		repl.NoPush = !*push
-		repl.Peers = cityactor.NodePeers{Node: n, Self: *name}
-		cfgCity.Replication = repl
-	}
-	c, err := cityactor.Spawn(n.ActorSystem(), cfgCity)
+	rc.Seed = *seed
+	c, err := cityactor.Spawn(n.ActorSystem(), cityactor.Config{
+		City:        loc,
+		Rules:       rules,
+		Clock:       clock,
+		Seed:        *seed,
+		Logger:      log,
+		Replication: rc,
+		Transport:   transport,
+	})
 	if err != nil {
 		return err
 	}

@@ -85,13 +85,11 @@ func (f *fakeCities) Request(ctx context.Context, c crdt.Location, msg proto.Mes
 		return s.Digest()
 	case *messages.MergeDelta:
 		changed, err := s.Merge(m)
-		return &messages.MergeAck{Changed: uint32(changed.Len())}, err
+		return &messages.MergeAck{Changed: uint32(changed)}, err
 	case *messages.SyncRequest:
-		reply, _, err := s.Sync(m)
-		return reply, err
+		return s.Sync(m)
 	case *messages.AssignHero:
-		reply, _ := s.Assign(m)
-		return reply, nil
+		return s.Assign(m), nil
 	case *messages.Bomb:
 		// As the supervisor would: a new, empty incarnation.
 		next, err := cityactor.NewServer(f.configs[c], s.Incarnation()+1)

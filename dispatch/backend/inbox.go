@@ -8,8 +8,9 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/superhero-cluster/superhero/crdt"
-	"github.com/superhero-cluster/superhero/locations/cityactor"
+	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/messages"
+	"github.com/superhero-cluster/superhero/replication"
 )
 
 // InboxKind returns the cluster kind through which cities push their
@@ -17,8 +18,23 @@ import (
 // store, whose change hook feeds the pages at once.
 func InboxKind(store *Store, log *slog.Logger) *cluster.Kind {
 	log = log.With("actor", "inbox")
-	return cluster.NewKind(cityactor.DispatchKind, actor.PropsFromFunc(func(ctx actor.Context) {
+	return cluster.NewKind(messages.DispatchKind, actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
+		case *messages.Replicate:
+			m2, err := wire.Decode(m, messages.DispatchName)
+			if err != nil {
+				log.Warn("bad replication message", "from", m.GetFrom(), "err", err)
+				return
+			}
+			if m2.Kind != replication.MsgPush {
+				log.Debug("replication message ignored", "from", m2.From, "kind", m2.Kind)
+				return
+			}
+			if err := store.CheckOffset(m2.Delta); err != nil {
+				log.Warn("pushed delta refused", "from", m2.From, "err", err)
+				return
+			}
+			store.Merge(m2.Delta)
 		case *messages.MergeDelta:
 			var d crdt.Delta
 			if err := d.UnmarshalBinary(m.Delta); err != nil {

@@ -78,6 +78,14 @@ func (s *Store) Merge(d crdt.Delta) crdt.Delta {
 	return changed
 }
 
+// CheckOffset refuses a delta from another node with a stamp too far ahead
+// of the local clock (crdt.DefaultMaxClockOffset).
+func (s *Store) CheckOffset(d crdt.Delta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.r.CheckOffset(d, crdt.DefaultMaxClockOffset)
+}
+
 // Lookup returns the live hero, crdt.ErrDead with the tombstone, or
 // crdt.ErrUnknown.
 func (s *Store) Lookup(id uuid.UUID) (crdt.Hero, error) {

@@ -4,16 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 
-	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/internal/supervise"
 	"github.com/superhero-cluster/superhero/messages"
+	"github.com/superhero-cluster/superhero/replication"
 )
 
 // ErrBombed is the panic value of a deliberate crash.
@@ -32,37 +31,59 @@ func Kind(city string) string { return "city-" + city }
 
 // Ticks the state actor sends itself.
 type (
-	patrolTick  struct{}
-	fightTick   struct{}
-	collectTick struct{}
+	patrolTick struct{}
+	fightTick  struct{}
+	// engineTick wakes the actor when its replication engine has
+	// something due.
+	engineTick struct{}
 )
 
-// stateActor owns one incarnation of the city. Each restart makes a new
-// one with an empty replica: gossip refills it.
+// stateActor owns one incarnation of the city: its replica, rules and
+// replication engine. Each restart makes a new one with an empty replica,
+// whose engine asks a peer city for a refill at once.
 type stateActor struct {
 	newServer func() (*Server, error)
 	log       *slog.Logger
 	srv       *Server
 	tickers   []*supervise.Ticker
-	// replicator spreads local writes; nil when replication is off.
-	replicator *actor.PID
-	stats      *Stats
+	transport Transport
+	stats     *Stats
+	// timer wakes the actor at the engine's next deadline, armedAt.
+	timer   *time.Timer
+	armedAt int64
+	// exchanges is the engine's exchange count already added to stats.
+	exchanges uint64
 }
 
-// Receive only routes messages to Server.
+// Receive routes messages to Server and then acts on what the engine
+// wants done.
 func (a *stateActor) Receive(ctx actor.Context) {
-	switch m := ctx.Message().(type) {
+	switch ctx.Message().(type) {
 	case *actor.Started:
 		a.onStarted(ctx)
+		a.drive(ctx)
+		return
 	case *actor.Stopping, *actor.Restarting:
 		a.stopTimers()
+		return
 	case *actor.Stopped:
+		return
+	}
+	if a.srv == nil {
+		return
+	}
+	a.srv.Tick(a.transport.Peers())
+	switch m := ctx.Message().(type) {
+	case engineTick:
+		a.armedAt = 0
 	case patrolTick:
-		a.spread(ctx, a.srv.Patrol())
+		a.srv.Patrol()
 	case fightTick:
-		a.spread(ctx, a.srv.Fight())
-	case collectTick:
-		a.srv.CollectTombstones()
+		a.srv.Fight()
+	case *messages.Replicate:
+		if err := a.srv.Step(m); err != nil {
+			a.log.Debug("replication message refused", "from", m.GetFrom(), "err", err)
+		}
 	case *messages.GetState:
 		st, err := a.srv.State()
 		a.reply(ctx, m, st, err)
@@ -75,18 +96,10 @@ func (a *stateActor) Receive(ctx actor.Context) {
 	case *messages.MergeDelta:
 		a.onMerge(ctx, m)
 	case *messages.SyncRequest:
-		reply, _, err := a.srv.Sync(m)
-		// Count replies this city gives to a peer's exchange; its own
-		// exchanges are counted by its replicator, dispatch's are not
-		// city-to-city traffic.
-		if err == nil && m.From != dispatchName && m.From != string(a.srv.cfg.City) && len(reply.Msg) > 0 {
-			a.stats.SyncBytes.Add(uint64(len(reply.Msg)))
-		}
+		reply, err := a.srv.Sync(m)
 		a.reply(ctx, m, reply, err)
 	case *messages.AssignHero:
-		reply, changed := a.srv.Assign(m)
-		ctx.Respond(reply)
-		a.spread(ctx, changed)
+		ctx.Respond(a.srv.Assign(m))
 	case *messages.GetStats:
 		ctx.Respond(a.srv.Stats(a.stats))
 	case *messages.Bomb:
@@ -94,6 +107,7 @@ func (a *stateActor) Receive(ctx actor.Context) {
 	default:
 		a.log.Warn("unknown message", "type", fmt.Sprintf("%T", m))
 	}
+	a.drive(ctx)
 }
 
 func (a *stateActor) onStarted(ctx actor.Context) {
@@ -106,32 +120,77 @@ func (a *stateActor) onStarted(ctx actor.Context) {
 	}
 	a.srv = srv
 	a.log = srv.log
+	a.exchanges = 0
 	a.log.Info("city started", "replica", "empty")
-	if a.replicator != nil {
-		// Ask for a refill at once rather than at the next round.
-		ctx.Send(a.replicator, restarted{})
-	}
 	root := ctx.ActorSystem().Root
 	rules := srv.Rules()
 	a.tickers = []*supervise.Ticker{
 		supervise.Every(root, ctx.Self(), rules.PatrolInterval, patrolTick{}),
 		supervise.Every(root, ctx.Self(), rules.FightInterval, fightTick{}),
-		supervise.Every(root, ctx.Self(), srv.cfg.GCInterval, collectTick{}),
 	}
+	// The first tick starts the engine: a new, empty replica asks a peer
+	// city for a refill at once.
+	srv.Tick(a.transport.Peers())
 }
 
 func (a *stateActor) stopTimers() {
 	supervise.StopAll(a.tickers)
 	a.tickers = nil
+	if a.timer != nil {
+		a.timer.Stop()
+		a.timer, a.armedAt = nil, 0
+	}
+}
+
+// drive sends what the engine has ready, logs its refusals, counts, and
+// arms the timer for its next deadline.
+func (a *stateActor) drive(ctx actor.Context) {
+	if a.srv == nil {
+		return
+	}
+	e := a.srv.engine
+	if e.HasReady() {
+		rd := e.Ready()
+		for _, m := range rd.Messages {
+			size := a.transport.Send(m)
+			switch m.Kind {
+			case replication.MsgPush:
+				a.stats.Pushes.Add(1)
+				a.stats.PushBytes.Add(uint64(size))
+			case replication.MsgSync, replication.MsgSyncReply:
+				if m.To != messages.DispatchName {
+					a.stats.SyncBytes.Add(uint64(size))
+				}
+			}
+		}
+		for _, r := range rd.Refusals {
+			a.log.Warn("refused writes", "peer", r.Peer, "err", r.Err, "suppressed", r.Suppressed)
+		}
+		e.Advance()
+	}
+	if n := e.Stats().Exchanges; n > a.exchanges {
+		a.stats.SyncRounds.Add(n - a.exchanges)
+		a.exchanges = n
+	}
+	next := e.NextTick()
+	if a.armedAt != 0 && a.armedAt <= next {
+		return
+	}
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+	a.armedAt = next
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.timer = time.AfterFunc(time.Duration(next-monotonic()), func() { root.Send(self, engineTick{}) })
 }
 
 func (a *stateActor) onMerge(ctx actor.Context, m *messages.MergeDelta) {
 	changed, err := a.srv.Merge(m)
 	if err != nil {
-		a.log.Warn("bad delta", "err", err)
+		a.log.Warn("delta refused", "from", m.GetFrom(), "err", err)
 	}
 	if ctx.Sender() != nil {
-		ctx.Respond(&messages.MergeAck{Changed: uint32(changed.Len())})
+		ctx.Respond(&messages.MergeAck{Changed: uint32(changed)})
 	}
 }
 
@@ -141,13 +200,6 @@ func (a *stateActor) onBomb(ctx actor.Context) {
 	a.log.Warn("bombed", "heroes", a.srv.Replica().Len())
 	ctx.Respond(&messages.BombAck{City: string(a.srv.cfg.City)})
 	panic(ErrBombed)
-}
-
-// spread hands the city's own write to the replicator.
-func (a *stateActor) spread(ctx actor.Context, d crdt.Delta) {
-	if a.replicator != nil && d.Len() > 0 {
-		ctx.Send(a.replicator, localWrite{delta: d})
-	}
 }
 
 // reply answers a request or, on error, logs it and leaves the caller to
@@ -180,45 +232,24 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 	}
 	log := cfg.Logger.With("actor", "city-state")
 	name := string(cfg.City)
-	sup := supervisorName(name)
-	statePID := actor.NewPID(system.Address(), sup+"/state")
-	var replicatorPID *actor.PID
 	stats := &Stats{}
-	children := []supervise.Child{}
-	if cfg.Replication.Peers != nil {
-		rc := cfg.Replication.withDefaults()
-		replicatorPID = actor.NewPID(system.Address(), sup+"/replicator")
-		children = append(children, supervise.Child{Name: "replicator", Props: actor.PropsFromProducer(func() actor.Actor {
-			return &replicator{
-				city:  name,
-				cfg:   rc,
-				state: statePID,
-				stats: stats,
-				log:   cfg.Logger.With("actor", "city-replicator"),
-				rng:   rand.New(rand.NewPCG(cfg.Seed, 0xae)),
-			}
-		})})
-	}
 	var incarnation atomic.Uint64
 	stateProps := actor.PropsFromProducer(func() actor.Actor {
 		return &stateActor{
-			log:        log,
-			replicator: replicatorPID,
-			stats:      stats,
+			log:       log,
+			stats:     stats,
+			transport: cfg.Transport,
 			newServer: func() (*Server, error) {
 				return NewServer(cfg, incarnation.Add(1))
 			},
 		}
 	})
-	// The replicator starts first, so the state actor's first refill
-	// request finds it.
-	children = append(children, supervise.Child{Name: "state", Props: stateProps})
 	g, err := supervise.Spawn(system, supervise.Config{
-		Name:        sup,
+		Name:        supervisorName(name),
 		MaxRestarts: MaxRestarts,
 		Window:      RestartWindow,
 		Logger:      cfg.Logger,
-	}, children...)
+	}, supervise.Child{Name: "state", Props: stateProps})
 	if err != nil {
 		return nil, fmt.Errorf("cityactor: %w", err)
 	}
@@ -238,10 +269,6 @@ func (c *City) Stop() { c.group.Stop() }
 // its child "state".
 func supervisorName(city string) string { return Kind(city) + "-supervisor" }
 
-// dispatchName is the name dispatch uses as the sender of the exchanges it
-// relays; they are not counted as this city's anti-entropy traffic.
-const dispatchName = "dispatch"
-
 // GrainKind returns the cluster kind for the named city: a thin grain that
 // forwards every request to the city's state actor on the same node,
 // keeping the sender so the state actor answers the caller directly. The
@@ -252,8 +279,8 @@ func GrainKind(city string) *cluster.Kind {
 	stateID := supervisorName(city) + "/state"
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		switch ctx.Message().(type) {
-		case *messages.GetState, *messages.GetDigest, *messages.GetHero, *messages.GetStats, *messages.MergeDelta,
-			*messages.SyncRequest, *messages.AssignHero, *messages.Bomb:
+		case *messages.Replicate, *messages.GetState, *messages.GetDigest, *messages.GetHero, *messages.GetStats,
+			*messages.MergeDelta, *messages.SyncRequest, *messages.AssignHero, *messages.Bomb:
 			ctx.Forward(actor.NewPID(ctx.ActorSystem().Address(), stateID))
 		}
 	})

@@ -1,25 +1,25 @@
 package cityactor_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/testkit"
+	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/cityactor"
 	"github.com/superhero-cluster/superhero/messages"
+	"github.com/superhero-cluster/superhero/replication"
 )
 
-// localPeers connects cities spawned on one actor system: requests go
+// localTransport connects cities spawned on one actor system: messages go
 // straight to each city's state actor. Cities can be cut off.
-type localPeers struct {
+type localTransport struct {
 	self   string
 	system *actor.ActorSystem
 	net    *localNet
@@ -31,61 +31,45 @@ type localNet struct {
 	cut    map[string]bool
 }
 
-var _ cityactor.Peers = localPeers{}
+var _ cityactor.Transport = localTransport{}
 
-func (p localPeers) Targets() []cityactor.Target {
+func (p localTransport) Peers() []replication.Peer {
 	p.net.mu.Lock()
 	defer p.net.mu.Unlock()
-	var out []cityactor.Target
+	var out []replication.Peer
 	for name := range p.net.cities {
 		if name != p.self && !p.net.cut[name] && !p.net.cut[p.self] {
-			out = append(out, cityactor.Target{Identity: name, Kind: cityactor.Kind(name)})
+			out = append(out, replication.Peer{Name: name, City: true})
 		}
 	}
 	return out
 }
 
-func (p localPeers) pid(t cityactor.Target) (*actor.PID, error) {
+func (p localTransport) Send(m replication.Message) int {
+	msg, err := wire.Encode(m)
+	if err != nil {
+		panic(err)
+	}
 	p.net.mu.Lock()
-	defer p.net.mu.Unlock()
-	c, ok := p.net.cities[t.Identity]
-	if !ok || p.net.cut[t.Identity] || p.net.cut[p.self] {
-		return nil, fmt.Errorf("%s unreachable", t.Identity)
+	c, ok := p.net.cities[m.To]
+	cut := p.net.cut[m.To] || p.net.cut[p.self]
+	p.net.mu.Unlock()
+	if ok && !cut {
+		p.system.Root.Send(c.State(), msg)
 	}
-	return c.State(), nil
-}
-
-func (p localPeers) Request(ctx context.Context, t cityactor.Target, msg proto.Message) (proto.Message, error) {
-	pid, err := p.pid(t)
-	if err != nil {
-		return nil, err
-	}
-	res, err := p.system.Root.RequestFuture(pid, msg, time.Second).Result()
-	if err != nil {
-		return nil, err
-	}
-	return res.(proto.Message), nil
-}
-
-func (p localPeers) Send(ctx context.Context, t cityactor.Target, msg proto.Message) error {
-	pid, err := p.pid(t)
-	if err != nil {
-		return err
-	}
-	p.system.Root.Send(pid, msg)
-	return nil
+	return len(msg.Delta) + len(msg.Sync)
 }
 
 // spawnReplicated starts the named cities on one actor system, connected
 // by localPeers with the given replication settings.
-func spawnReplicated(t *testing.T, rc cityactor.ReplicationConfig, names ...string) (*actor.ActorSystem, *localNet) {
+func spawnReplicated(t *testing.T, rc replication.Config, names ...string) (*actor.ActorSystem, *localNet) {
 	t.Helper()
 	system := actor.NewActorSystem()
 	t.Cleanup(system.Shutdown)
 	net := &localNet{cities: map[string]*cityactor.City{}, cut: map[string]bool{}}
 	for i, name := range names {
 		rc := rc
-		rc.Peers = localPeers{self: name, system: system, net: net}
+		rc.Role = replication.RoleCity
 		c, err := cityactor.Spawn(system, cityactor.Config{
 			City:        crdt.Location(name),
 			Rules:       quietRules,
@@ -93,6 +77,7 @@ func spawnReplicated(t *testing.T, rc cityactor.ReplicationConfig, names ...stri
 			Seed:        uint64(i),
 			Logger:      logx.Test(t).With("node", name),
 			Replication: rc,
+			Transport:   localTransport{self: name, system: system, net: net},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -165,7 +150,7 @@ func assignIn(t *testing.T, system *actor.ActorSystem, c *cityactor.City) {
 var cityNames = []string{"gotham", "metropolis", "capitol"}
 
 func TestEagerPushAloneReachesEveryReplica(t *testing.T) {
-	system, n := spawnReplicated(t, cityactor.ReplicationConfig{AntiEntropyInterval: -1}, cityNames...)
+	system, n := spawnReplicated(t, replication.Config{AntiEntropyInterval: -1}, cityNames...)
 	for range 5 {
 		assignIn(t, system, n.city("gotham"))
 	}
@@ -179,7 +164,7 @@ func TestEagerPushAloneReachesEveryReplica(t *testing.T) {
 }
 
 func TestAntiEntropyAloneRepairsMissedDeltas(t *testing.T) {
-	system, n := spawnReplicated(t, cityactor.ReplicationConfig{NoPush: true, AntiEntropyInterval: 10 * time.Millisecond}, cityNames...)
+	system, n := spawnReplicated(t, replication.Config{NoPush: true, AntiEntropyInterval: 10 * time.Millisecond}, cityNames...)
 	// Cut capitol off while gotham writes: it misses everything.
 	n.setCut("capitol", true)
 	for range 5 {
@@ -201,7 +186,7 @@ func TestAntiEntropyAloneRepairsMissedDeltas(t *testing.T) {
 }
 
 func TestBombedCityRefillsFromPeers(t *testing.T) {
-	system, n := spawnReplicated(t, cityactor.ReplicationConfig{AntiEntropyInterval: time.Hour}, cityNames...)
+	system, n := spawnReplicated(t, replication.Config{AntiEntropyInterval: time.Hour}, cityNames...)
 	for range 20 {
 		assignIn(t, system, n.city("metropolis"))
 	}

@@ -10,13 +10,17 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/city"
 	"github.com/superhero-cluster/superhero/messages"
+	"github.com/superhero-cluster/superhero/replication"
 )
 
 // Config configures a city. Zero fields take the documented defaults.
@@ -33,31 +37,50 @@ type Config struct {
 	// number, so a restarted city does not replay the same choices.
 	// Default 0.
 	Seed uint64
-	// TombstoneTTL is how long a tombstone is kept before it is collected;
-	// see the crdt package documentation for the rule. Default 10 minutes.
-	TombstoneTTL time.Duration
-	// GCInterval is how often tombstones are collected. Horizons are
-	// rounded down to whole intervals so that replicas collect the same
-	// tombstones. Default 1 minute.
-	GCInterval time.Duration
 	// Logger receives the city's log lines. Default slog.Default().
 	Logger *slog.Logger
-	// Replication spreads the city's writes to the other replicas. The
-	// zero value turns it off (the original protocol).
-	Replication ReplicationConfig
+	// Replication is the city's replication policy (push, anti-entropy,
+	// tombstone collection, clock offset); Self, Role and Seed are set
+	// from the fields above. Default replication.DefaultCityConfig.
+	Replication replication.Config
+	// Transport carries the engine's messages to the other nodes. Default:
+	// none (a city alone; its messages are dropped).
+	Transport Transport
 }
 
 func (c Config) withDefaults() Config {
-	if c.TombstoneTTL <= 0 {
-		c.TombstoneTTL = crdt.DefaultTombstoneTTL
-	}
-	if c.GCInterval <= 0 {
-		c.GCInterval = crdt.DefaultCollectPeriod
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Replication.Role == 0 {
+		seed := c.Replication.Seed
+		c.Replication = replication.Preset(string(c.City), replication.RoleCity, c.Replication.Protocol)
+		c.Replication.Seed = seed
+	}
+	c.Replication.Self, c.Replication.Role = string(c.City), replication.RoleCity
+	if c.Transport == nil {
+		c.Transport = noTransport{}
+	}
 	return c
+}
+
+// Transport carries a city's replication messages to the other nodes.
+type Transport interface {
+	// Peers returns the other nodes that are up now.
+	Peers() []replication.Peer
+	// Send hands m to the network without blocking and returns the size
+	// of its payload. It may drop m: anti-entropy repairs what is lost.
+	Send(m replication.Message) int
+}
+
+type noTransport struct{}
+
+func (noTransport) Peers() []replication.Peer    { return nil }
+func (noTransport) Send(replication.Message) int { return 0 }
+
+// Stats are a city's replication counters, kept across restarts.
+type Stats struct {
+	SyncRounds, SyncBytes, Pushes, PushBytes atomic.Uint64
 }
 
 // Server is one incarnation of a city: its replica, its rules, and the
@@ -66,8 +89,11 @@ func (c Config) withDefaults() Config {
 type Server struct {
 	cfg         Config
 	rules       *city.City
+	engine      *replication.Engine
 	incarnation uint64
 	log         *slog.Logger
+	// peers are the peers last given to the engine.
+	peers []replication.Peer
 }
 
 // NewServer returns incarnation n of the city with an empty replica.
@@ -77,16 +103,52 @@ func NewServer(cfg Config, n uint64) (*Server, error) {
 		return nil, errors.New("cityactor: Config.Clock is required")
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, n))
-	rules, err := city.New(cfg.City, crdt.NewReplica(cfg.Clock), rng, cfg.Rules)
+	r := crdt.NewReplica(cfg.Clock)
+	rules, err := city.New(cfg.City, r, rng, cfg.Rules)
 	if err != nil {
 		return nil, err
+	}
+	rc := cfg.Replication
+	rc.Seed += n
+	engine, err := replication.New(rc, r)
+	if err != nil {
+		return nil, fmt.Errorf("cityactor: %w", err)
 	}
 	return &Server{
 		cfg:         cfg,
 		rules:       rules,
+		engine:      engine,
 		incarnation: n,
 		log:         cfg.Logger.With("actor", "city-state", "incarnation", n),
 	}, nil
+}
+
+// monotonic is the engine's time: nanoseconds on the process's monotonic
+// clock.
+func monotonic() int64 { return int64(time.Since(processStart)) }
+
+var processStart = time.Now()
+
+// Tick brings the engine to the current time and membership. The actor
+// calls it before every other input.
+func (s *Server) Tick(peers []replication.Peer) {
+	if !slices.Equal(peers, s.peers) {
+		s.peers = peers
+		s.engine.SetPeers(peers)
+	}
+	s.engine.Tick(monotonic())
+}
+
+// Engine returns the city's replication engine.
+func (s *Server) Engine() *replication.Engine { return s.engine }
+
+// Step takes a replication message from another node.
+func (s *Server) Step(m *messages.Replicate) error {
+	msg, err := wire.Decode(m, string(s.cfg.City))
+	if err != nil {
+		return err
+	}
+	return s.engine.Step(msg)
 }
 
 // Replica returns the city's replica.
@@ -148,53 +210,49 @@ func (s *Server) Hero(m *messages.GetHero) (*messages.HeroReply, error) {
 	return reply, nil
 }
 
-// Merge folds a pushed delta into the replica and returns what changed.
-func (s *Server) Merge(m *messages.MergeDelta) (crdt.Delta, error) {
+// Merge folds a delta sent as a request (the benchmark, tests) into the
+// replica, through the engine's checks, and returns how many entries
+// changed.
+func (s *Server) Merge(m *messages.MergeDelta) (int, error) {
 	var d crdt.Delta
 	if err := d.UnmarshalBinary(m.GetDelta()); err != nil {
-		return crdt.Delta{}, fmt.Errorf("merge from %q: %w", m.GetFrom(), err)
+		return 0, fmt.Errorf("merge from %q: %w", m.GetFrom(), err)
 	}
-	changed := s.Replica().Merge(d)
-	if changed.Len() > 0 {
-		s.log.Debug("merged", "from", m.GetFrom(), "entries", d.Len(), "changed", changed.Len())
+	before := s.engine.Stats().Merged
+	if err := s.engine.Merge(m.GetFrom(), d); err != nil {
+		return 0, err
 	}
-	return changed, nil
+	return int(s.engine.Stats().Merged - before), nil
 }
 
-// Sync runs one step of an anti-entropy exchange. An empty message opens
-// the exchange: the reply is this city's opening digest.
-func (s *Server) Sync(m *messages.SyncRequest) (*messages.SyncReply, crdt.Delta, error) {
-	r := s.Replica()
-	var out crdt.SyncMsg
-	var changed crdt.Delta
-	if len(m.GetMsg()) == 0 {
-		out = r.SyncStart()
-	} else {
-		var in crdt.SyncMsg
+// Sync answers one step of an exchange a reader runs by request (the
+// benchmark reads replicas this way). An empty message opens the exchange:
+// the reply is this city's digest.
+func (s *Server) Sync(m *messages.SyncRequest) (*messages.SyncReply, error) {
+	var in crdt.SyncMsg
+	if len(m.GetMsg()) > 0 {
 		if err := in.UnmarshalBinary(m.GetMsg()); err != nil {
-			return nil, crdt.Delta{}, fmt.Errorf("sync from %q: %w", m.GetFrom(), err)
+			return nil, fmt.Errorf("sync from %q: %w", m.GetFrom(), err)
 		}
-		out, changed = r.SyncStep(in)
 	}
-	if out.IsEmpty() {
-		return &messages.SyncReply{}, changed, nil
+	out, err := s.engine.Answer(m.GetFrom(), in)
+	if err != nil || out.IsEmpty() {
+		return &messages.SyncReply{}, err
 	}
 	b, err := out.MarshalBinary()
 	if err != nil {
-		return nil, changed, err
+		return nil, err
 	}
-	return &messages.SyncReply{Msg: b}, changed, nil
+	return &messages.SyncReply{Msg: b}, nil
 }
 
 // Assign answers AssignHero: it merges the context dispatch sent (what it
-// knows of the hero), then moves the hero here, healed. Dead, unknown and
-// malformed requests get an error code at once and change nothing.
-func (s *Server) Assign(m *messages.AssignHero) (*messages.AssignReply, crdt.Delta) {
-	// merged is what the context changed here; it spreads even when the
-	// assignment itself fails.
-	var merged crdt.Delta
-	fail := func(code messages.AssignError, err error) (*messages.AssignReply, crdt.Delta) {
-		return &messages.AssignReply{Error: code, Message: err.Error()}, merged
+// knows of the hero), then moves the hero here, healed, and hands the write
+// to the engine. Dead, unknown and malformed requests get an error code at
+// once and change nothing but what the context brought.
+func (s *Server) Assign(m *messages.AssignHero) *messages.AssignReply {
+	fail := func(code messages.AssignError, err error) *messages.AssignReply {
+		return &messages.AssignReply{Error: code, Message: err.Error()}
 	}
 	id, err := uuid.Parse(m.GetHeroId())
 	if err != nil {
@@ -205,19 +263,21 @@ func (s *Server) Assign(m *messages.AssignHero) (*messages.AssignReply, crdt.Del
 		if err := ctxDelta.UnmarshalBinary(m.GetContext()); err != nil {
 			return fail(messages.AssignError_ASSIGN_BAD_REQUEST, err)
 		}
-		merged = s.Replica().Merge(ctxDelta)
+		if err := s.engine.Merge(messages.DispatchName, ctxDelta); err != nil {
+			return fail(messages.AssignError_ASSIGN_BAD_REQUEST, err)
+		}
 	}
 	h, d, err := s.rules.Assign(id)
 	switch {
 	case errors.Is(err, city.ErrDead):
-		reply, merged := fail(messages.AssignError_ASSIGN_DEAD, err)
+		reply := fail(messages.AssignError_ASSIGN_DEAD, err)
 		// Tell the caller about the tombstone, so it stops asking
 		// (ErrDead means the replica holds one).
 		tomb, _ := s.Replica().Get(id)
 		if reply.Delta, err = (crdt.Delta{Heroes: []crdt.Hero{tomb}}).MarshalBinary(); err != nil {
 			s.log.Warn("cannot encode tombstone", "id", id, "err", err)
 		}
-		return reply, merged
+		return reply
 	case errors.Is(err, city.ErrUnknown):
 		return fail(messages.AssignError_ASSIGN_UNKNOWN, err)
 	case err != nil:
@@ -227,23 +287,25 @@ func (s *Server) Assign(m *messages.AssignHero) (*messages.AssignReply, crdt.Del
 	if err != nil {
 		return fail(messages.AssignError_ASSIGN_BAD_REQUEST, err)
 	}
+	s.engine.LocalWrite(d)
 	s.log.Info("assigned", "hero", h.Name, "id", h.ID, "health", h.Health)
-	merged.Heroes = append(merged.Heroes, d.Heroes...)
-	return &messages.AssignReply{Delta: b}, merged
+	return &messages.AssignReply{Delta: b}
 }
 
-// Patrol runs the patrol rule and returns the write, if any.
+// Patrol runs the patrol rule and hands the write, if any, to the engine.
 func (s *Server) Patrol() crdt.Delta {
 	h, d, ok := s.rules.Patrol()
 	if ok {
 		s.log.Info("patrolling", "hero", h.Name, "id", h.ID)
+		s.engine.LocalWrite(d)
 	}
 	return d
 }
 
-// Fight runs the fight rule and returns the write, if any.
+// Fight runs the fight rule and hands the write, if any, to the engine.
 func (s *Server) Fight() crdt.Delta {
 	f, d, ok := s.rules.Fight()
+	s.engine.LocalWrite(d)
 	switch {
 	case !ok:
 	case f.Died():
@@ -267,15 +329,4 @@ func (s *Server) Stats(st *Stats) *messages.Stats {
 		Pushes:      st.Pushes.Load(),
 		PushBytes:   st.PushBytes.Load(),
 	}
-}
-
-// CollectTombstones drops tombstones older than the TTL, with the horizon
-// rounded down to a whole GCInterval so every replica picks the same one.
-func (s *Server) CollectTombstones() int {
-	horizon := crdt.Horizon(s.cfg.Clock.PhysicalNow(), int64(s.cfg.TombstoneTTL), int64(s.cfg.GCInterval))
-	n := s.Replica().Collect(horizon)
-	if n > 0 {
-		s.log.Info("collected tombstones", "dropped", n, "left", s.Replica().Tombstones())
-	}
-	return n
 }

@@ -1,0 +1,72 @@
+package wire
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/superhero-cluster/superhero/internal/node"
+	"github.com/superhero-cluster/superhero/messages"
+	"github.com/superhero-cluster/superhero/replication"
+)
+
+// Address returns the grain identity and kind that receive replication
+// messages for the named node: dispatch's inbox, or a city's grain.
+func Address(name string) (identity, kind string) {
+	if name == messages.DispatchName {
+		return messages.DispatchName, messages.DispatchKind
+	}
+	return name, messages.CityKind(name)
+}
+
+// PeersFromKinds returns the nodes, other than self, that host one of the
+// given cluster kinds: every city and, when it is up, dispatch.
+func PeersFromKinds(kinds []string, self string) []replication.Peer {
+	var out []replication.Peer
+	for _, k := range kinds {
+		switch city, isCity := messages.CityFromKind(k); {
+		case k == messages.DispatchKind && self != messages.DispatchName:
+			out = append(out, replication.Peer{Name: messages.DispatchName})
+		case isCity && city != self:
+			out = append(out, replication.Peer{Name: city, City: true})
+		}
+	}
+	return out
+}
+
+// NodeTransport carries one node's replication messages through its
+// cluster member: peers are read from the topology, and messages leave
+// through an Outbox.
+type NodeTransport struct {
+	node   *node.Node
+	outbox *Outbox
+}
+
+// NewNodeTransport returns a transport for n; Close stops it.
+func NewNodeTransport(n *node.Node, log *slog.Logger) *NodeTransport {
+	send := func(ctx context.Context, to string, msg proto.Message) error {
+		identity, kind := Address(to)
+		timeout := time.Second
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = time.Until(dl)
+		}
+		return n.Send(ctx, identity, kind, msg, timeout)
+	}
+	return &NodeTransport{node: n, outbox: NewOutbox(OutboxConfig{Send: send, Logger: log})}
+}
+
+// Peers returns the other nodes that are up.
+func (t *NodeTransport) Peers() []replication.Peer {
+	return PeersFromKinds(t.node.Kinds(), t.node.Name())
+}
+
+// Send queues m; see Outbox.Send.
+func (t *NodeTransport) Send(m replication.Message) int { return t.outbox.Send(m) }
+
+// Dropped returns how many messages were dropped.
+func (t *NodeTransport) Dropped() uint64 { return t.outbox.Counters().Dropped.Load() }
+
+// Close stops the transport's goroutines.
+func (t *NodeTransport) Close() { t.outbox.Close() }

@@ -1,5 +1,0 @@
-//go:build !race
-
-package city_test
-
-const raceEnabled = false
