@@ -57,6 +57,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
 		slot     = fs.Int("slot", 0, "node slot (0 is dispatch's)")
 	)
+	var clockFlags layout.ClockFlags
+	clockFlags.Register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,8 +82,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
 	defer hub.Close()
 	rules := city.DefaultConfig()
-	clock := crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() })
+	clock := crdt.NewClock("dispatch", clockFlags.Phys())
 	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(web.DeltaEvent(d)) })
+	store.SetMaxClockOffset(clockFlags.MaxOffset)
 
 	// In the default protocol cities push their writes to dispatch's
 	// kind, which merges them into the store and so onto every page.

@@ -61,6 +61,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var repl replication.Config
 	fs.DurationVar(&repl.AntiEntropyInterval, "anti-entropy", def.AntiEntropyInterval, "anti-entropy period with a random peer city; negative turns it off")
 	fs.DurationVar(&repl.PushWindow, "push-window", def.PushWindow, "how long local writes are coalesced before a push")
+	var clockFlags layout.ClockFlags
+	clockFlags.Register(fs)
 	push := fs.Bool("push", true, "push every local write to the other replicas at once")
 	fs.DurationVar(&rules.PatrolInterval, "patrol", rules.PatrolInterval, "patrol tick")
 	fs.DurationVar(&rules.FightInterval, "fight", rules.FightInterval, "fight tick")
@@ -101,7 +103,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Warn("stop", "err", err)
 		}
 	}()
-	clock := crdt.NewClock(*name, func() int64 { return time.Now().UnixNano() })
+	clock := crdt.NewClock(*name, clockFlags.Phys())
 	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
 	defer transport.Close()
 	rc := replication.Preset(*name, replication.RoleCity, proto)
@@ -110,6 +112,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		rc.AntiEntropyInterval, rc.PushWindow = repl.AntiEntropyInterval, repl.PushWindow
 	}
 	rc.Seed = *seed
+	rc.MaxClockOffset = clockFlags.MaxOffset
+	if rc.MaxClockOffset == 0 {
+		rc.MaxClockOffset = -1 // off
+	}
 	c, err := cityactor.Spawn(n.ActorSystem(), cityactor.Config{
 		City:        loc,
 		Rules:       rules,

@@ -6,6 +6,7 @@ package backend
 
 import (
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -14,13 +15,15 @@ import (
 )
 
 // Store is dispatch's replica. Every change, local or merged, is passed to
-// the onChange hook (the page feed) after the lock is released. A Store is
+// the onChange hook (the page feed) under the lock, in order; the hook must
+// not block or call back into the Store. A Store is
 // safe for concurrent use.
 type Store struct {
-	mu       sync.Mutex
-	r        *crdt.Replica
-	rules    city.Config
-	onChange func(crdt.Delta)
+	mu        sync.Mutex
+	maxOffset time.Duration
+	r         *crdt.Replica
+	rules     city.Config
+	onChange  func(crdt.Delta)
 }
 
 // NewStore returns an empty store stamping writes with clock. onChange may
@@ -29,14 +32,25 @@ func NewStore(clock *crdt.Clock, rules city.Config, onChange func(crdt.Delta)) *
 	if onChange == nil {
 		onChange = func(crdt.Delta) {}
 	}
-	return &Store{r: crdt.NewReplica(clock), rules: rules, onChange: onChange}
+	return &Store{r: crdt.NewReplica(clock), rules: rules, onChange: onChange, maxOffset: crdt.DefaultMaxClockOffset}
 }
 
-// write runs fn under the lock and publishes the delta it returns.
+// SetMaxClockOffset sets how far ahead of the local clock a stamp from
+// another node may be; 0 turns the check off.
+func (s *Store) SetMaxClockOffset(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxOffset = d
+}
+
+// write runs fn under the lock and publishes the delta it returns, still
+// under the lock, so changes reach the pages in the order they were made
+// (publishing is non-blocking). Published after unlocking, a delete and a
+// concurrent stale merge could reach the pages tombstone first.
 func (s *Store) write(fn func(r *crdt.Replica) (crdt.Delta, error)) (crdt.Delta, error) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	d, err := fn(s.r)
-	s.mu.Unlock()
 	if err == nil && d.Len() > 0 {
 		s.onChange(d)
 	}
@@ -79,11 +93,11 @@ func (s *Store) Merge(d crdt.Delta) crdt.Delta {
 }
 
 // CheckOffset refuses a delta from another node with a stamp too far ahead
-// of the local clock (crdt.DefaultMaxClockOffset).
+// of the local clock (see SetMaxClockOffset).
 func (s *Store) CheckOffset(d crdt.Delta) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.r.CheckOffset(d, crdt.DefaultMaxClockOffset)
+	return s.r.CheckOffset(d, s.maxOffset)
 }
 
 // Lookup returns the live hero, crdt.ErrDead with the tombstone, or
@@ -136,8 +150,8 @@ func (s *Store) SyncStart() crdt.SyncMsg {
 // Sync runs one anti-entropy step against the store's replica.
 func (s *Store) Sync(in crdt.SyncMsg) (out crdt.SyncMsg, changed crdt.Delta) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	out, changed = s.r.SyncStep(in)
-	s.mu.Unlock()
 	if changed.Len() > 0 {
 		s.onChange(changed)
 	}
