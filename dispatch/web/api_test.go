@@ -116,7 +116,7 @@ func TestAPI(t *testing.T) {
 				keys = append(keys, k)
 			}
 			slices.Sort(keys)
-			if want := []string{"dead", "health", "id", "is_patrolling", "location", "name", "updated_at", "updated_by"}; !slices.Equal(keys, want) {
+			if want := []string{"dead", "health", "id", "is_patrolling", "location", "name", "stamp", "updated_at", "updated_by"}; !slices.Equal(keys, want) {
 				t.Errorf("keys %v, want %v", keys, want)
 			}
 			h := hero(t, r)
@@ -376,7 +376,7 @@ func TestFakeHeroNames(t *testing.T) {
 
 func TestDefaultConfig(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.Addr != "127.0.0.1:4900" || c.BodyLimit != 64<<10 || c.CommandTimeout != time.Second || c.WriteTimeout <= 0 || c.ShutdownTimeout <= 0 {
+	if c.Addr != "127.0.0.1:4900" || c.BodyLimit != 64<<10 || c.CommandTimeout != time.Second || c.WriteTimeout <= 0 || c.ShutdownTimeout <= 0 || c.TombstoneTTL != crdt.DefaultTombstoneTTL {
 		t.Errorf("defaults %+v", c)
 	}
 }

@@ -19,8 +19,15 @@
 //	GET    /api/cluster                    200 {"cities":[{"name","up","heroes","digest","state","incarnation","lag_ms"}...],"in_sync":BOOL}
 //	GET    /api/cities/{city}/superheroes  200 {"superheroes":[...]}; 400 unknown city; 503 down
 //
-// HERO is {"id","name","location","is_patrolling","health","dead","updated_at"},
-// updated_at being the write's wall time in RFC 3339 with nanoseconds.
+// HERO is {"id","name","location","is_patrolling","health","dead","updated_at",
+// "updated_by","stamp"}: updated_at is the write's wall time in RFC 3339
+// with nanoseconds, updated_by the node that wrote it, and stamp the whole
+// stamp, {"wall":"1751890000123456789","logical":0,"node":"gotham"}, with
+// the wall in nanoseconds as a decimal string (a JSON number would lose
+// precision in JavaScript). Entries for one id are ordered by the merge
+// rule: a tombstone beats any live entry, then the later stamp (wall,
+// logical, node) wins, then content (see crdt/doc.go).
+//
 // Bodies are JSON objects of at most 64 KiB (413) with no unknown fields
 // (400). Mutating calls from a browser page of another origin get 403.
 //
@@ -28,13 +35,18 @@
 //
 // The server sends, as JSON text frames:
 //
-//	{"type":"snapshot","heroes":[HERO...],"cluster":CLUSTER}   first, once
+//	{"type":"snapshot","heroes":[HERO...],"cluster":CLUSTER,"tombstone_ttl_ms":N}   first, once
 //	{"type":"delta","heroes":[HERO...]}                         changed entries; "dead":true removes
 //	{"type":"cluster","cluster":CLUSTER}                        city status changed
 //	{"type":"flash","message":"gotham has been destroyed"}      for every page
 //
-// CLUSTER is the body of GET /api/cluster. Deltas that pile up while a
-// frame is being written are merged into one, newest entry per id. A page
+// CLUSTER is the body of GET /api/cluster. A snapshot lists live heroes
+// only; tombstone_ttl_ms is how long replicas keep a tombstone, and so how
+// long a page should remember one. Deltas that pile up while a frame is
+// being written are merged into one, keeping per id the entry that wins by
+// the merge rule. Frames carry entries as dispatch's replica took them,
+// which is not always in stamp order: a page applies an entry only if it
+// wins against what it holds for the id, tombstones included. A page
 // that falls too far behind is dropped: closed with status 1013 (try again
 // later), or cut off when a frame cannot be written within the write
 // timeout. On shutdown the status is 1001 (going away). Pages reconnect and

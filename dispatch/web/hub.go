@@ -1,6 +1,7 @@
 package web
 
 import (
+	"cmp"
 	"errors"
 	"log/slog"
 	"sync"
@@ -95,7 +96,9 @@ func (c HubConfig) withDefaults() HubConfig {
 // Each subscriber has a bounded queue; Publish only appends to it, and a
 // subscriber whose queue overflows is dropped (its Done channel closes, with
 // Err ErrSlowSubscriber). Pending deltas are coalesced per subscriber, keeping
-// the newest entry per hero id, so a burst of deltas becomes one frame.
+// per hero id the entry that wins by the CRDT's merge rule (see supersedes),
+// never simply the last one published, so a burst of deltas becomes one
+// frame and the order in which they were published does not matter.
 //
 // The hub runs no goroutines. Publish, Subscribe and Close are safe for
 // concurrent use.
@@ -152,9 +155,9 @@ func (h *Hub) Publish(ev Event) {
 // Subscribe registers a subscriber. If snapshot is not nil, Subscribe calls
 // it after registering (so no event published meanwhile is lost) and queues
 // its result first; pending delta entries that the snapshot already covers
-// (same id, stamp not newer) are discarded, so the subscriber never goes
-// back in time. The hub holds no lock while snapshot runs. Subscribe
-// returns ErrHubClosed after Close.
+// (same id, not winning over the snapshot's entry) are discarded, so the
+// subscriber never goes back in time. The hub holds no lock while
+// snapshot runs. Subscribe returns ErrHubClosed after Close.
 func (h *Hub) Subscribe(snapshot func() Event) (*Subscription, error) {
 	s := &Subscription{
 		hub:     h,
@@ -236,7 +239,8 @@ func (s *Subscription) Err() error {
 }
 
 // Take returns the pending events in order and empties the queue. All
-// pending deltas are one event holding the newest entry per id; all
+// pending deltas are one event holding, per id, the entry that wins by the
+// merge rule (see supersedes); all
 // pending cluster events are one event holding the latest status.
 func (s *Subscription) Take() []Event {
 	s.mu.Lock()
@@ -366,13 +370,41 @@ func (s *Subscription) prime(snap Event) {
 	s.signal()
 }
 
-// supersedes reports whether entry a is strictly newer than b, two entries
-// for the same id: a tombstone beats a live entry, otherwise the later
-// stamp wins. Equal entries supersede neither, so the later published one
-// is kept.
+// supersedes reports whether entry a wins over b, two entries for the same
+// id, by the rule replicas merge by (crdt.Hero's unexported wins; see the
+// table in crdt/doc.go): a tombstone beats any live entry, otherwise the
+// later stamp wins, and equal stamps fall back to comparing content. So
+// pending entries coalesce to what a replica merging them would hold,
+// whatever order they were published in. Identical entries supersede
+// neither. TestSupersedesMatchesMerge checks it against crdt.Replica.Merge.
 func supersedes(a, b *crdt.Hero) bool {
 	if a.Dead != b.Dead {
 		return a.Dead
 	}
-	return a.Stamp.Compare(b.Stamp) > 0
+	if c := a.Stamp.Compare(b.Stamp); c != 0 {
+		return c > 0
+	}
+	return compareContent(a, b) > 0
+}
+
+// compareContent orders two entries with equal stamps as crdt does: by
+// name, location, health, then patrolling.
+func compareContent(a, b *crdt.Hero) int {
+	if c := cmp.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Location, b.Location); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Health, b.Health); c != 0 {
+		return c
+	}
+	return cmp.Compare(boolInt(a.Patrolling), boolInt(b.Patrolling))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

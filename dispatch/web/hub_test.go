@@ -1,8 +1,11 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"sync"
 	"testing"
 	"time"
@@ -290,4 +293,162 @@ func TestHubConcurrent(t *testing.T) {
 	s.Close()
 	<-done
 	t.Logf("slowest Publish: %v", slowest)
+}
+
+// TestHubCoalescesByMergeRule publishes two entries for one hero to a
+// subscriber that has not drained yet, in both orders: the coalesced frame
+// carries the entry that wins by the merge rule, not the one published
+// last. (The store publishes after unlocking, so a delete and a stale live
+// entry can be published tombstone first.)
+func TestHubCoalescesByMergeRule(t *testing.T) {
+	id := uuid.New()
+	tomb := entry(id, 20, 0, true)
+	for _, tc := range []struct {
+		name  string
+		order []crdt.Hero
+		want  crdt.Hero
+	}{
+		{"tombstone then stale live", []crdt.Hero{tomb, entry(id, 10, 90, false)}, tomb},
+		{"stale live then tombstone", []crdt.Hero{entry(id, 10, 90, false), tomb}, tomb},
+		{"tombstone then newer live", []crdt.Hero{tomb, entry(id, 30, 90, false)}, tomb},
+		{"newer live then tombstone", []crdt.Hero{entry(id, 30, 90, false), tomb}, tomb},
+		{"tombstone then older tombstone", []crdt.Hero{tomb, entry(id, 15, 0, true)}, tomb},
+		{"older tombstone then tombstone", []crdt.Hero{entry(id, 15, 0, true), tomb}, tomb},
+		{"live then stale live", []crdt.Hero{entry(id, 20, 50, false), entry(id, 10, 90, false)}, entry(id, 20, 50, false)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := NewHub(HubConfig{}, testLogger(t))
+			s := subscribe(t, h, nil)
+			for _, e := range tc.order {
+				h.Publish(delta(e))
+			}
+			evs := s.Take()
+			if len(evs) != 1 || evs[0].Kind != KindDelta || len(evs[0].Heroes) != 1 {
+				t.Fatalf("events %+v, want one delta with one entry", evs)
+			}
+			if got := evs[0].Heroes[0]; got != tc.want {
+				t.Errorf("coalesced entry %+v, want %+v", got, tc.want)
+			}
+			b, err := encodeEvent(evs[0], 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var f frame
+			if err := json.Unmarshal(b, &f); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.Heroes) != 1 || f.Heroes[0].Dead != tc.want.Dead || f.Heroes[0].Stamp.Wall != tc.want.Stamp.Wall {
+				t.Errorf("frame %s, want the entry %+v", b, tc.want)
+			}
+		})
+	}
+}
+
+// mergeKeeps is the reference for supersedes: what a replica holds after
+// merging b, then a.
+func mergeKeeps(a, b crdt.Hero) crdt.Hero {
+	r := crdt.NewReplica(crdt.NewClock("ref", func() int64 { return 0 }))
+	r.Merge(crdt.Delta{Heroes: []crdt.Hero{b}})
+	r.Merge(crdt.Delta{Heroes: []crdt.Hero{a}})
+	got, _ := r.Get(a.ID)
+	return got
+}
+
+func TestSupersedesMatchesMerge(t *testing.T) {
+	id := uuid.New()
+	at := func(wall int64, logical uint32, node string) crdt.Hero {
+		return crdt.Hero{ID: id, Name: "h", Location: crdt.Home, Health: 50, Stamp: crdt.Timestamp{Wall: wall, Logical: logical, Node: node}}
+	}
+	dead := func(h crdt.Hero) crdt.Hero { h.Dead, h.Health = true, 0; return h }
+	with := func(h crdt.Hero, fn func(*crdt.Hero)) crdt.Hero { fn(&h); return h }
+	for _, tc := range []struct {
+		name string
+		a, b crdt.Hero
+		want bool // a supersedes b
+	}{
+		{"later wall", at(2, 0, "a"), at(1, 9, "z"), true},
+		{"earlier wall", at(1, 9, "z"), at(2, 0, "a"), false},
+		{"later logical", at(1, 2, "a"), at(1, 1, "z"), true},
+		{"later node", at(1, 1, "b"), at(1, 1, "a"), true},
+		{"tombstone over newer live", dead(at(1, 0, "a")), at(9, 0, "a"), true},
+		{"live under older tombstone", at(9, 0, "a"), dead(at(1, 0, "a")), false},
+		{"later tombstone", dead(at(2, 0, "a")), dead(at(1, 0, "a")), true},
+		{"earlier tombstone", dead(at(1, 0, "a")), dead(at(2, 0, "a")), false},
+		{"identical", at(1, 0, "a"), at(1, 0, "a"), false},
+		{"identical tombstones", dead(at(1, 0, "a")), dead(at(1, 0, "a")), false},
+		{"equal stamps, greater name", with(at(1, 0, "a"), func(h *crdt.Hero) { h.Name = "i" }), at(1, 0, "a"), true},
+		{"equal stamps, lesser name", at(1, 0, "a"), with(at(1, 0, "a"), func(h *crdt.Hero) { h.Name = "i" }), false},
+		{"equal stamps, greater location", with(at(1, 0, "a"), func(h *crdt.Hero) { h.Location = crdt.Metropolis }), at(1, 0, "a"), true},
+		{"equal stamps, more health", with(at(1, 0, "a"), func(h *crdt.Hero) { h.Health = 60 }), at(1, 0, "a"), true},
+		{"equal stamps, patrolling", with(at(1, 0, "a"), func(h *crdt.Hero) { h.Patrolling = true }), at(1, 0, "a"), true},
+		{"equal stamps, not patrolling", at(1, 0, "a"), with(at(1, 0, "a"), func(h *crdt.Hero) { h.Patrolling = true }), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := supersedes(&tc.a, &tc.b); got != tc.want {
+				t.Errorf("supersedes = %v, want %v", got, tc.want)
+			}
+			if ref := mergeKeeps(tc.a, tc.b) == tc.a && tc.a != tc.b; ref != tc.want {
+				t.Errorf("the table disagrees with crdt.Replica.Merge: merge keeps a = %v", ref)
+			}
+		})
+	}
+}
+
+// randomEntry draws an entry for one of ids from a domain small enough
+// that equal stamps, equal content and identical entries all happen.
+func randomEntry(rng *rand.Rand, ids []uuid.UUID) crdt.Hero {
+	h := crdt.Hero{
+		ID:         ids[rng.IntN(len(ids))],
+		Name:       []string{"x", "y"}[rng.IntN(2)],
+		Location:   []crdt.Location{crdt.Home, crdt.Gotham}[rng.IntN(2)],
+		Health:     rng.IntN(3) * 50,
+		Patrolling: rng.IntN(2) == 0,
+		Dead:       rng.IntN(3) == 0,
+		Stamp:      crdt.Timestamp{Wall: 1 + rng.Int64N(3), Logical: uint32(rng.IntN(2)), Node: []string{"a", "b"}[rng.IntN(2)]},
+	}
+	return h
+}
+
+// TestSupersedesProperty checks supersedes against crdt.Replica.Merge on
+// random pairs, and that a subscriber's coalesced delta holds, per id,
+// what a replica merging every published entry holds, whatever the
+// publishing order and batching.
+func TestSupersedesProperty(t *testing.T) {
+	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+	for seed := range uint64(500) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		a, b := randomEntry(rng, ids[:1]), randomEntry(rng, ids[:1])
+		if got, ref := supersedes(&a, &b), mergeKeeps(a, b) == a && a != b; got != ref {
+			t.Fatalf("seed %d: supersedes(%+v, %+v) = %v, merge says %v", seed, a, b, got, ref)
+		}
+
+		h := NewHub(HubConfig{}, nil)
+		s, err := h.Subscribe(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := crdt.NewReplica(crdt.NewClock("ref", func() int64 { return 0 }))
+		for range 1 + rng.IntN(12) {
+			batch := make([]crdt.Hero, 1+rng.IntN(3))
+			for i := range batch {
+				batch[i] = randomEntry(rng, ids)
+			}
+			h.Publish(delta(batch...))
+			ref.Merge(crdt.Delta{Heroes: batch})
+		}
+		evs := s.Take()
+		if len(evs) != 1 {
+			t.Fatalf("seed %d: %d events, want one delta", seed, len(evs))
+		}
+		got := map[uuid.UUID]crdt.Hero{}
+		for _, e := range evs[0].Heroes {
+			got[e.ID] = e
+		}
+		want := map[uuid.UUID]crdt.Hero{}
+		ref.Each(func(e crdt.Hero) bool { want[e.ID] = e; return true })
+		if !maps.Equal(got, want) {
+			t.Fatalf("seed %d: coalesced %+v, a replica merging the same holds %+v", seed, got, want)
+		}
+		h.Close()
+	}
 }

@@ -60,6 +60,11 @@ type Config struct {
 	// NewName makes up a name for a hero created without one. It must be
 	// safe for concurrent use. Default: fake superhero names.
 	NewName func() string
+	// TombstoneTTL is how long replicas keep a tombstone before collecting
+	// it; the snapshot frame passes it to the page, which remembers
+	// tombstones as long, so that no stale live entry can bring a dead
+	// hero back. Default crdt.DefaultTombstoneTTL, the backend's default.
+	TombstoneTTL time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -72,6 +77,7 @@ func DefaultConfig() Config {
 		CommandTimeout:  time.Second,
 		ShutdownTimeout: 5 * time.Second,
 		NewName:         func() string { return fakeHeroName(faker) },
+		TombstoneTTL:    crdt.DefaultTombstoneTTL,
 	}
 }
 
@@ -94,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NewName == nil {
 		c.NewName = d.NewName
+	}
+	if c.TombstoneTTL <= 0 {
+		c.TombstoneTTL = d.TombstoneTTL
 	}
 	return c
 }

@@ -24,6 +24,28 @@ type heroJSON struct {
 	Dead         bool   `json:"dead"`
 	UpdatedAt    string `json:"updated_at"` // the stamp's wall time, RFC 3339 with nanoseconds, UTC
 	UpdatedBy    string `json:"updated_by"` // the node that made the latest write
+	// Stamp is the entry's whole stamp, which orders it against other
+	// entries for the same id (the page applies an entry only if it wins
+	// by the merge rule). UpdatedAt and UpdatedBy are kept for readers
+	// that only show it.
+	Stamp stampJSON `json:"stamp"`
+}
+
+// stampJSON is a crdt.Timestamp on the wire, whole and exact:
+//
+//	{"wall":"1751890000123456789","logical":0,"node":"gotham"}
+//
+// Wall, nanoseconds since 1970, is a decimal string: it is about 1.8e18,
+// beyond the 2^53 up to which a JavaScript number holds every integer, so
+// as a JSON number the page would round it and misorder writes made within
+// the same few hundred nanoseconds. The string is Go's canonical base-10
+// form (no leading zeros, "-" for a negative), so two walls compare by sign,
+// then length, then character by character. Logical (a uint32) and Node
+// are exact as they are.
+type stampJSON struct {
+	Wall    int64  `json:"wall,string"`
+	Logical uint32 `json:"logical"`
+	Node    string `json:"node"`
 }
 
 func toHeroJSON(h crdt.Hero) heroJSON {
@@ -36,6 +58,7 @@ func toHeroJSON(h crdt.Hero) heroJSON {
 		Dead:         h.Dead,
 		UpdatedAt:    time.Unix(0, h.Stamp.Wall).UTC().Format(time.RFC3339Nano),
 		UpdatedBy:    h.Stamp.Node,
+		Stamp:        stampJSON{Wall: h.Stamp.Wall, Logical: h.Stamp.Logical, Node: h.Stamp.Node},
 	}
 }
 
@@ -110,6 +133,10 @@ type snapshotFrame struct {
 	Type    EventKind   `json:"type"`
 	Heroes  []heroJSON  `json:"heroes"`
 	Cluster clusterJSON `json:"cluster"`
+	// TombstoneTTLMs is how long the page remembers a tombstone, so that
+	// a stale live entry arriving after it cannot bring the hero back:
+	// Config.TombstoneTTL, as long as replicas keep tombstones.
+	TombstoneTTLMs int64 `json:"tombstone_ttl_ms"`
 }
 
 type deltaFrame struct {
@@ -156,13 +183,14 @@ type command struct {
 	City     string          `json:"city,omitempty"`
 }
 
-// encodeEvent returns the frame for ev.
-func encodeEvent(ev Event) ([]byte, error) {
+// encodeEvent returns the frame for ev. A snapshot frame tells the page to
+// remember tombstones for tombstoneTTL.
+func encodeEvent(ev Event, tombstoneTTL time.Duration) ([]byte, error) {
 	switch ev.Kind {
 	case KindSnapshot:
 		heroes := slices.Clone(ev.Heroes)
 		sortHeroes(heroes)
-		return json.Marshal(snapshotFrame{Type: ev.Kind, Heroes: toHeroesJSON(heroes), Cluster: toClusterJSON(ev.Cluster)})
+		return json.Marshal(snapshotFrame{Type: ev.Kind, Heroes: toHeroesJSON(heroes), Cluster: toClusterJSON(ev.Cluster), TombstoneTTLMs: tombstoneTTL.Milliseconds()})
 	case KindDelta:
 		return json.Marshal(deltaFrame{Type: ev.Kind, Heroes: toHeroesJSON(ev.Heroes)})
 	case KindCluster:

@@ -132,7 +132,7 @@ func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <
 			}
 		case <-sub.Ready():
 			for _, ev := range sub.Take() {
-				b, err := encodeEvent(ev)
+				b, err := encodeEvent(ev, wc.s.cfg.TombstoneTTL)
 				if err != nil {
 					wc.log.Error("websocket event not encoded", "kind", ev.Kind, "err", err)
 					continue

@@ -39,7 +39,8 @@ func TestWSSnapshotFirst(t *testing.T) {
 	if err := json.Unmarshal(raw, &shape); err != nil {
 		t.Fatal(err)
 	}
-	if len(shape) != 3 || string(shape["type"]) != `"snapshot"` || shape["heroes"] == nil || shape["cluster"] == nil {
+	if len(shape) != 4 || string(shape["type"]) != `"snapshot"` || shape["heroes"] == nil || shape["cluster"] == nil ||
+		string(shape["tombstone_ttl_ms"]) != "600000" {
 		t.Fatalf("first frame %s", raw)
 	}
 	var f frame

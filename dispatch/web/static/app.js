@@ -7,6 +7,11 @@
 // hero events from the difference between a hero's previous and new entry
 // in a delta, city events from the difference between two cluster frames.
 //
+// Frames may bring entries out of stamp order (dispatch publishes changes
+// as its replica takes them), so entries are applied by the rule replicas
+// merge by (see wins): an entry that does not win against what the page
+// holds for its id, a tombstone included, is ignored and makes no event.
+//
 // A frame touching one hero touches one table row: rows live in a Map by
 // id and are updated in place, never re-rendered. window.__perf reports
 // how long applying each frame took (performance.now()) and how big it
@@ -37,7 +42,9 @@
   };
 
   const state = {
-    heroes: new Map(),   // id -> hero as last received
+    heroes: new Map(),   // id -> live hero: the entry that won so far
+    tombs: new Map(),    // id -> {h, until}: tombstones seen, oldest first (see bury)
+    tombstoneMs: 10 * 60 * 1000, // how long to remember a tombstone; each snapshot says
     rows: new Map(),     // id -> row (see newRow)
     order: [],           // ids of the heroes with rows, sorted by name, then id: the row order
     unbuilt: [],         // ids of live heroes whose rows are still to be built
@@ -263,19 +270,26 @@
 
   // ---- heroes ----
 
+  // onSnapshot makes the page hold the live heroes of the snapshot. A hero
+  // the page holds a tombstone for stays dead (a tombstone beats any live
+  // entry), and an entry the page holds that wins against the snapshot's
+  // is kept. A hero missing from the snapshot is dropped but not
+  // tombstoned: a restarted dispatch starts empty and is refilled.
   function onSnapshot(msg) {
     state.attempt = 0;
     state.snapshotAt = performance.now();
+    if (msg.tombstone_ttl_ms > 0) state.tombstoneMs = msg.tombstone_ttl_ms;
     onCluster(msg.cluster || { cities: [], in_sync: false }, true);
     const next = new Map();
-    for (const h of msg.heroes || []) if (!h.dead) next.set(h.id, h);
+    for (const h of msg.heroes || []) if (!h.dead && !state.tombs.has(h.id)) next.set(h.id, h);
     for (const [id, h] of state.heroes) {
       if (!next.has(id)) forget(h);
     }
     const fresh = [];
     for (const h of next.values()) {
-      if (state.heroes.has(h.id)) setHero(h, false);
-      else fresh.push(h);
+      const prev = state.heroes.get(h.id);
+      if (!prev) fresh.push(h);
+      else if (wins(h, prev)) setHero(h, false);
     }
     addMany(fresh);
     state.loaded = true;
@@ -289,21 +303,94 @@
 
   function onDelta(heroes) {
     const events = [];
-    const fresh = [];
+    const fresh = new Map(); // id -> live hero new to the page, added together below
     for (const h of heroes) {
-      const prev = state.heroes.get(h.id);
+      const prev = state.heroes.get(h.id) || fresh.get(h.id);
+      const held = prev || tombOf(h.id);
+      if (held && !wins(h, held)) continue; // stale, or already applied
       heroEvents(prev, h, events);
       if (h.dead) {
-        if (prev) forget(prev);
-      } else if (prev) {
+        bury(h);
+        if (fresh.has(h.id)) fresh.delete(h.id);
+        else if (prev) forget(prev);
+      } else if (state.heroes.has(h.id)) {
         setHero(h, true);
       } else {
-        fresh.push(h);
+        fresh.set(h.id, h);
       }
     }
-    addMany(fresh);
+    addMany([...fresh.values()]);
     renderCounts();
     publish(events);
+  }
+
+  // ---- the merge rule ----
+
+  // wins reports whether entry a supersedes entry b, two entries for the
+  // same id, as replicas decide it (crdt.Hero.wins): a tombstone beats any
+  // live entry; otherwise the later stamp wins; equal stamps (a node that
+  // reused its clock after a crash) fall back to comparing content.
+  // Identical entries win neither way.
+  function wins(a, b) {
+    if (a.dead !== b.dead) return a.dead;
+    const c = compareStamps(a.stamp, b.stamp);
+    if (c !== 0) return c > 0;
+    return compareContent(a, b) > 0;
+  }
+
+  // compareStamps orders two stamps as crdt.Timestamp.Compare does: by
+  // wall, logical, then node. The wall is nanoseconds as a decimal string
+  // (a number would lose precision; see wire.go), in Go's canonical form,
+  // so it compares by sign, length, then characters, without parsing.
+  function compareStamps(a, b) {
+    if (a.wall !== b.wall) {
+      const an = a.wall.charCodeAt(0) === 45; // '-'
+      const bn = b.wall.charCodeAt(0) === 45;
+      if (an !== bn) return an ? -1 : 1;
+      let c;
+      if (a.wall.length !== b.wall.length) c = a.wall.length < b.wall.length ? -1 : 1;
+      else c = a.wall < b.wall ? -1 : 1;
+      return an ? -c : c;
+    }
+    if (a.logical !== b.logical) return a.logical < b.logical ? -1 : 1;
+    return compareStrings(a.node, b.node);
+  }
+
+  function compareContent(a, b) {
+    return compareStrings(a.name, b.name) ||
+      compareStrings(a.location, b.location) ||
+      (a.health !== b.health ? (a.health < b.health ? -1 : 1) : 0) ||
+      (a.is_patrolling !== b.is_patrolling ? (a.is_patrolling ? 1 : -1) : 0);
+  }
+
+  // compareStrings compares UTF-16 code units where Go compares UTF-8
+  // bytes; they differ only between characters from U+E000 and beyond the
+  // BMP, which matters only for equal stamps.
+  function compareStrings(a, b) {
+    return a === b ? 0 : a < b ? -1 : 1;
+  }
+
+  function tombOf(id) {
+    const t = state.tombs.get(id);
+    return t && t.h;
+  }
+
+  // bury remembers a tombstone for as long as replicas keep one
+  // (tombstone_ttl_ms, counted from now, which is later than its stamp),
+  // so that no stale live entry, in a delta or a later snapshot, brings
+  // the hero back. Deleting first keeps the map in expiry order.
+  function bury(h) {
+    state.tombs.delete(h.id);
+    state.tombs.set(h.id, { h, until: performance.now() + state.tombstoneMs });
+  }
+
+  // pruneTombs forgets expired tombstones; it stops at the first that is
+  // not, so it costs one step plus one per tombstone dropped.
+  function pruneTombs(now) {
+    for (const [id, t] of state.tombs) {
+      if (t.until > now) return;
+      state.tombs.delete(id);
+    }
   }
 
   // heroEvents appends the feed events that the change from prev to h
@@ -836,6 +923,7 @@
   // since the previous point, so that a short divergence still shows.
   function sample() {
     const now = performance.now();
+    pruneTombs(now);
     for (const v of state.cities.values()) {
       const cur = currentLag(v, now);
       const val = cur === null ? null : Math.max(cur, v.peak);
