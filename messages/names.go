@@ -1,0 +1,32 @@
+package messages
+
+import "strings"
+
+// The names the nodes use to find each other in the cluster. Like the
+// messages in messages.proto they are part of the wire contract: every
+// node must agree on them, so they are spelled out here and nowhere else.
+//
+// A city grain has the city's name as its identity and CityKind(name) as its
+// kind, and only that city's node registers the kind, so the grain can live
+// nowhere else. Dispatch's inbox grain is addressed the same way, with
+// DispatchName as its identity and DispatchKind as its kind.
+const (
+	// DispatchName is the dispatch node's member name, the node id of
+	// the writes it stamps, and the From of the messages it sends.
+	DispatchName = "dispatch"
+	// DispatchKind is the kind dispatch registers to receive the deltas
+	// cities push to it.
+	DispatchKind = "dispatch"
+)
+
+// cityKindPrefix starts the kind of every city grain.
+const cityKindPrefix = "city-"
+
+// CityKind returns the cluster kind that hosts the named city.
+func CityKind(city string) string { return cityKindPrefix + city }
+
+// CityFromKind is the inverse of CityKind: it returns the city a kind
+// hosts, and false when kind is not a city kind.
+func CityFromKind(kind string) (city string, ok bool) {
+	return strings.CutPrefix(kind, cityKindPrefix)
+}
