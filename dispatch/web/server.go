@@ -117,8 +117,8 @@ type Server struct {
 	active  atomic.Int64   // open WebSocket connections
 }
 
-// New returns a server. It fails only for an invalid Config. Every log line
-// carries node=dispatch.
+// New returns a server. It fails only for an invalid Config. It logs to
+// logger as given: main has already tagged it with the node's name.
 func New(cfg Config, backend Backend, hub *Hub, logger *slog.Logger) (*Server, error) {
 	cfg = cfg.withDefaults()
 	for _, p := range cfg.AllowedOrigins {
@@ -137,7 +137,7 @@ func New(cfg Config, backend Backend, hub *Hub, logger *slog.Logger) (*Server, e
 		cfg:     cfg,
 		backend: backend,
 		hub:     hub,
-		log:     logger.With("node", "dispatch"),
+		log:     logger,
 		ctx:     ctx,
 		cancel:  cancel,
 	}
