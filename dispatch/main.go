@@ -30,6 +30,7 @@ import (
 	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/node"
 	"github.com/superhero-cluster/superhero/locations/city"
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 func main() {
@@ -68,11 +69,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := base.With("node", "dispatch")
+	log := base.With("node", messages.DispatchName)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	cfg := node.DefaultConfig("dispatch")
+	cfg := node.DefaultConfig(messages.DispatchName)
 	cfg.Host = lay.Host
 	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
 	cfg.Peers = lay.Peers()
@@ -80,7 +81,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
 	defer hub.Close()
 	rules := city.DefaultConfig()
-	clock := crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() })
+	clock := crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() })
 	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(web.DeltaEvent(d)) })
 
 	// In the default protocol cities push their writes to dispatch's

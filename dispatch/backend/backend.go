@@ -528,7 +528,7 @@ func (b *Backend) flush(ctx context.Context) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(ctx, b.cfg.PushTimeout)
 			defer cancel()
-			if _, err := request[*messages.MergeAck](ctx, b.cities, c, &messages.MergeDelta{Delta: payload, From: "dispatch"}); err != nil {
+			if _, err := request[*messages.MergeAck](ctx, b.cities, c, &messages.MergeDelta{Delta: payload, From: messages.DispatchName}); err != nil {
 				// Not lost: dispatch's replica still holds the write, and
 				// the gossip actor's anti-entropy with the cities delivers it.
 				b.log.Debug("push failed", "city", c, "entries", d.Len(), "err", err)

@@ -15,6 +15,7 @@ import (
 	"github.com/superhero-cluster/superhero/dispatch/web"
 	"github.com/superhero-cluster/superhero/internal/testkit"
 	"github.com/superhero-cluster/superhero/locations/city"
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 // recorder is a web.Publisher that keeps what it is given.
@@ -44,7 +45,7 @@ func (r *recorder) flashes() []string {
 func newBackend(t *testing.T, cities *fakeCities) (*backend.Backend, *backend.Store, *recorder) {
 	t.Helper()
 	pub := &recorder{}
-	store := backend.NewStore(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(),
+	store := backend.NewStore(crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(),
 		func(d crdt.Delta) { pub.Publish(web.DeltaEvent(d)) })
 	b := backend.New(backend.Config{Logger: slog.New(slog.DiscardHandler), Seed: 1}, store, cities, pub)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -82,7 +83,7 @@ func TestBackendWritesReachTheCities(t *testing.T) {
 		t.Fatalf("dispatch did not adopt the city's answer: %+v", mine)
 	}
 	home, err := b.Assign(ctx, h.ID, crdt.Home)
-	if err != nil || home.Location != crdt.Home || home.Stamp.Node != "dispatch" {
+	if err != nil || home.Location != crdt.Home || home.Stamp.Node != messages.DispatchName {
 		t.Fatalf("assign home: %+v %v", home, err)
 	}
 }

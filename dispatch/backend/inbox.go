@@ -8,7 +8,6 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/superhero-cluster/superhero/crdt"
-	"github.com/superhero-cluster/superhero/locations/cityactor"
 	"github.com/superhero-cluster/superhero/messages"
 )
 
@@ -17,7 +16,7 @@ import (
 // store, whose change hook feeds the pages at once.
 func InboxKind(store *Store, log *slog.Logger) *cluster.Kind {
 	log = log.With("actor", "inbox")
-	return cluster.NewKind(cityactor.DispatchKind, actor.PropsFromFunc(func(ctx actor.Context) {
+	return cluster.NewKind(messages.DispatchKind, actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
 		case *messages.MergeDelta:
 			var d crdt.Delta

@@ -2,17 +2,17 @@ package cityactor
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/superhero-cluster/superhero/internal/node"
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 // NodePeers reaches the other replicas through a cluster node: every city
 // whose kind is in the topology, except this one, and dispatch when it
-// offers DispatchKind.
+// offers messages.DispatchKind.
 type NodePeers struct {
 	Node *node.Node
 	// Self is this city's name.
@@ -25,9 +25,9 @@ var _ Peers = NodePeers{}
 func (p NodePeers) Targets() []Target {
 	var out []Target
 	for _, k := range p.Node.Kinds() {
-		switch name, isCity := strings.CutPrefix(k, Kind("")); {
-		case k == DispatchKind:
-			out = append(out, Target{Identity: DispatchKind, Kind: DispatchKind})
+		switch name, isCity := messages.CityFromKind(k); {
+		case k == messages.DispatchKind:
+			out = append(out, Target{Identity: messages.DispatchName, Kind: messages.DispatchKind})
 		case isCity && name != p.Self:
 			out = append(out, Target{Identity: name, Kind: k})
 		}

@@ -23,12 +23,9 @@ type Target struct {
 	Identity, Kind string
 }
 
-// DispatchKind is the kind dispatch registers to receive pushed deltas.
-const DispatchKind = "dispatch"
-
 // IsCity reports whether t is a city (cities answer anti-entropy; dispatch
 // only takes pushes).
-func (t Target) IsCity() bool { return t.Kind != DispatchKind }
+func (t Target) IsCity() bool { return t.Kind != messages.DispatchKind }
 
 // Peers reaches the other replicas of the cluster from a city node.
 type Peers interface {

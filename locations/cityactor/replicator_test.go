@@ -39,7 +39,7 @@ func (p localPeers) Targets() []cityactor.Target {
 	var out []cityactor.Target
 	for name := range p.net.cities {
 		if name != p.self && !p.net.cut[name] && !p.net.cut[p.self] {
-			out = append(out, cityactor.Target{Identity: name, Kind: cityactor.Kind(name)})
+			out = append(out, cityactor.Target{Identity: name, Kind: messages.CityKind(name)})
 		}
 	}
 	return out
