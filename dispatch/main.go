@@ -25,6 +25,7 @@ import (
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/backend"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 	"github.com/superhero-cluster/superhero/dispatch/web"
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/logx"
@@ -82,7 +83,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	defer hub.Close()
 	rules := city.DefaultConfig()
 	clock := crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() })
-	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(web.DeltaEvent(d)) })
+	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(service.DeltaEvent(d)) })
 
 	// In the default protocol cities push their writes to dispatch's
 	// kind, which merges them into the store and so onto every page.

@@ -21,12 +21,13 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 )
 
-// fakeBackend is an in-memory Backend over a real crdt.Replica. Cities are
-// only names with an up flag.
+// fakeBackend is an in-memory service.Backend over a real crdt.Replica.
+// Cities are only names with an up flag.
 type fakeBackend struct {
-	pub Publisher
+	pub service.Publisher
 
 	mu       sync.Mutex
 	rep      *crdt.Replica
@@ -40,9 +41,9 @@ type fakeBackend struct {
 	panics   bool          // Heroes panics
 }
 
-var _ Backend = (*fakeBackend)(nil)
+var _ service.Backend = (*fakeBackend)(nil)
 
-func newFakeBackend(pub Publisher) *fakeBackend {
+func newFakeBackend(pub service.Publisher) *fakeBackend {
 	clock := crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() })
 	f := &fakeBackend{
 		pub:    pub,
@@ -59,7 +60,7 @@ func newFakeBackend(pub Publisher) *fakeBackend {
 
 func (f *fakeBackend) publish(d crdt.Delta) {
 	if f.pub != nil {
-		f.pub.Publish(DeltaEvent(d))
+		f.pub.Publish(service.DeltaEvent(d))
 	}
 }
 
@@ -90,9 +91,9 @@ func (f *fakeBackend) cityErr(city crdt.Location) error {
 	up, known := f.up[city]
 	switch {
 	case !known:
-		return fmt.Errorf("%w: %s", ErrUnknownCity, city)
+		return fmt.Errorf("%w: %s", service.ErrUnknownCity, city)
 	case !up:
-		return fmt.Errorf("%w: %s", ErrCityDown, city)
+		return fmt.Errorf("%w: %s", service.ErrCityDown, city)
 	}
 	return nil
 }
@@ -174,7 +175,7 @@ func (f *fakeBackend) Bomb(ctx context.Context, city crdt.Location) (crdt.Locati
 			}
 		}
 		if len(up) == 0 {
-			return "", fmt.Errorf("%w: every city is down", ErrCityDown)
+			return "", fmt.Errorf("%w: every city is down", service.ErrCityDown)
 		}
 		city = up[f.rng.IntN(len(up))]
 	}
@@ -185,13 +186,13 @@ func (f *fakeBackend) Bomb(ctx context.Context, city crdt.Location) (crdt.Locati
 	return city, nil
 }
 
-func (f *fakeBackend) Cluster(ctx context.Context) ClusterStatus {
+func (f *fakeBackend) Cluster(ctx context.Context) service.ClusterStatus {
 	_ = f.note(ctx) // Cluster cannot fail
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cs := ClusterStatus{InSync: true}
+	cs := service.ClusterStatus{InSync: true}
 	for _, c := range f.cities {
-		st := CityStatus{Name: c, Up: f.up[c]}
+		st := service.CityStatus{Name: c, Up: f.up[c]}
 		if st.Up {
 			st.Heroes, st.Digest = f.rep.Len(), f.rep.Fingerprint()
 		} else {
