@@ -22,6 +22,7 @@ import (
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/service"
+	"github.com/superhero-cluster/superhero/locations/city"
 )
 
 // fakeBackend is an in-memory service.Backend over a real crdt.Replica.
@@ -153,12 +154,23 @@ func (f *fakeBackend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location
 			return crdt.Hero{}, err
 		}
 	}
-	h, d, err := f.rep.Update(id, func(h *crdt.Hero) {
-		h.Location, h.Patrolling, h.Health = to, false, h.Health+20
-	})
+	h, d, err := assign(f.rep, id, to)
 	f.mu.Unlock()
 	f.publish(d)
 	return h, err
+}
+
+// assign applies the city package's rule, as the real cities and dispatch
+// do: the hero goes to the city, or Home, idle and healed.
+func assign(r *crdt.Replica, id uuid.UUID, to crdt.Location) (crdt.Hero, crdt.Delta, error) {
+	if !to.IsCity() {
+		return city.AssignHome(r, id, city.Config{})
+	}
+	c, err := city.New(to, r, nil, city.Config{})
+	if err != nil {
+		return crdt.Hero{}, crdt.Delta{}, err
+	}
+	return c.Assign(id)
 }
 
 func (f *fakeBackend) Bomb(ctx context.Context, city crdt.Location) (crdt.Location, error) {
