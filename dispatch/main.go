@@ -25,11 +25,13 @@ import (
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/backend"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 	"github.com/superhero-cluster/superhero/dispatch/web"
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/node"
 	"github.com/superhero-cluster/superhero/locations/city"
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 func main() {
@@ -70,11 +72,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := base.With("node", "dispatch")
+	log := base.With("node", messages.DispatchName)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	cfg := node.DefaultConfig("dispatch")
+	cfg := node.DefaultConfig(messages.DispatchName)
 	cfg.Host = lay.Host
 	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
 	cfg.Peers = lay.Peers()
@@ -82,8 +84,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
 	defer hub.Close()
 	rules := city.DefaultConfig()
-	clock := crdt.NewClock("dispatch", clockFlags.Phys())
-	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(web.DeltaEvent(d)) })
+	clock := crdt.NewClock(messages.DispatchName, clockFlags.Phys())
+	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(service.DeltaEvent(d)) })
 	store.SetMaxClockOffset(clockFlags.MaxOffset)
 
 	// In the default protocol cities push their writes to dispatch's

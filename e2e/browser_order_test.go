@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 	"github.com/superhero-cluster/superhero/dispatch/web"
 )
 
@@ -191,18 +192,18 @@ func (st *pageServer) send(t *testing.T, p *page, what string, heroes ...crdt.He
 	t.Helper()
 	var before int
 	p.eval(`window.__perf.frames`, &before)
-	st.cur.Load().hub.Publish(web.DeltaEvent(crdt.Delta{Heroes: heroes}))
+	st.cur.Load().hub.Publish(service.DeltaEvent(crdt.Delta{Heroes: heroes}))
 	p.wait(5*time.Second, "the page to apply "+what, `window.__perf.frames > `+strconv.Itoa(before))
 }
 
-// pageBackend is a web.Backend whose snapshot lists the heroes set by the
+// pageBackend is a service.Backend whose snapshot lists the heroes set by the
 // test; commands fail.
 type pageBackend struct {
 	mu     sync.Mutex
 	heroes []crdt.Hero
 }
 
-var _ web.Backend = (*pageBackend)(nil)
+var _ service.Backend = (*pageBackend)(nil)
 
 var errFake = errors.New("e2e: the fake backend takes no commands")
 
@@ -233,6 +234,6 @@ func (b *pageBackend) CityHeroes(context.Context, crdt.Location) ([]crdt.Hero, e
 	return nil, errFake
 }
 
-func (b *pageBackend) Cluster(context.Context) web.ClusterStatus {
-	return web.ClusterStatus{Cities: []web.CityStatus{{Name: crdt.Gotham, Up: true, Incarnation: 1}}, InSync: true}
+func (b *pageBackend) Cluster(context.Context) service.ClusterStatus {
+	return service.ClusterStatus{Cities: []service.CityStatus{{Name: crdt.Gotham, Up: true, Incarnation: 1}}, InSync: true}
 }

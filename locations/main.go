@@ -2,11 +2,12 @@
 //
 //	go run ./locations -city gotham
 //
-// The node joins the cluster and hosts the city's grain (kind city-<name>),
-// which only this node offers. The city's state actor runs the patrol,
-// fight and heal rules on its own timers under a one_for_one supervisor:
-// a bomb crashes it and it restarts with an empty replica that gossip
-// refills; a 4th crash within 5 s makes the node give up and exit 1.
+// The node joins the cluster and hosts the city's grain (kind "city-<name>",
+// messages.CityKind), which only this node offers. The city's state actor
+// runs the patrol, fight and heal rules on its own timers under a
+// one_for_one supervisor: a bomb crashes it and it restarts with an empty
+// replica that gossip refills; a 4th crash within 5 s makes the node give
+// up and exit 1.
 package main
 
 import (

@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
-	"github.com/superhero-cluster/superhero/dispatch/web"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 	"github.com/superhero-cluster/superhero/messages"
 )
 
@@ -77,12 +77,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Backend implements web.Backend over dispatch's Store and the cities.
+// Backend implements service.Backend over dispatch's Store and the cities.
 type Backend struct {
 	cfg    Config
 	store  *Store
 	cities Cities
-	pub    web.Publisher
+	pub    service.Publisher
 	log    *slog.Logger
 
 	mu    sync.Mutex
@@ -94,7 +94,7 @@ type Backend struct {
 	unreachable map[crdt.Location]bool
 	pending     map[uuid.UUID]crdt.Hero
 	kick        chan struct{}
-	last        web.ClusterStatus
+	last        service.ClusterStatus
 	// Per city, for the pages: the incarnation last seen, when it last
 	// restarted, and since when its digest has differed from the others'.
 	incarnation map[crdt.Location]uint64
@@ -108,10 +108,10 @@ type Backend struct {
 // least, so that people watching the page see it happen.
 const ShowRestart = 1500 * time.Millisecond
 
-var _ web.Backend = (*Backend)(nil)
+var _ service.Backend = (*Backend)(nil)
 
 // New returns a Backend. Call Run to start its background work.
-func New(cfg Config, store *Store, cities Cities, pub web.Publisher) *Backend {
+func New(cfg Config, store *Store, cities Cities, pub service.Publisher) *Backend {
 	cfg = cfg.withDefaults()
 	b := &Backend{
 		cfg:         cfg,
@@ -145,13 +145,13 @@ func (b *Backend) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// Heroes implements web.Backend.
+// Heroes implements service.Backend.
 func (b *Backend) Heroes() []crdt.Hero { return b.store.Heroes() }
 
-// Hero implements web.Backend.
+// Hero implements service.Backend.
 func (b *Backend) Hero(id uuid.UUID) (crdt.Hero, error) { return b.store.Lookup(id) }
 
-// Create implements web.Backend: the hero is acknowledged once it is in
+// Create implements service.Backend: the hero is acknowledged once it is in
 // dispatch's replica; the push to the cities follows within PushWindow.
 func (b *Backend) Create(_ context.Context, name string) (crdt.Hero, error) {
 	h, d, err := b.store.Create(name)
@@ -162,7 +162,7 @@ func (b *Backend) Create(_ context.Context, name string) (crdt.Hero, error) {
 	return h, nil
 }
 
-// Delete implements web.Backend.
+// Delete implements service.Backend.
 func (b *Backend) Delete(_ context.Context, id uuid.UUID) error {
 	d, err := b.store.Delete(id)
 	if err != nil {
@@ -172,7 +172,7 @@ func (b *Backend) Delete(_ context.Context, id uuid.UUID) error {
 	return nil
 }
 
-// Assign implements web.Backend. Home is applied by dispatch; a city
+// Assign implements service.Backend. Home is applied by dispatch; a city
 // applies its own assignment and answers with the result.
 func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (crdt.Hero, error) {
 	if to == crdt.Home {
@@ -196,7 +196,7 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 	reply, err := request[*messages.AssignReply](ctx, b.cities, to, &messages.AssignHero{HeroId: id.String(), Context: hint})
 	b.setReachable(to, err == nil)
 	if err != nil {
-		return crdt.Hero{}, fmt.Errorf("%w: %s: %w", web.ErrCityDown, to, err)
+		return crdt.Hero{}, fmt.Errorf("%w: %s: %w", service.ErrCityDown, to, err)
 	}
 	var d crdt.Delta
 	if len(reply.Delta) > 0 {
@@ -222,12 +222,12 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 	return crdt.Hero{}, fmt.Errorf("assign at %s: reply lacks hero %s", to, id)
 }
 
-// Bomb implements web.Backend.
+// Bomb implements service.Backend.
 func (b *Backend) Bomb(ctx context.Context, c crdt.Location) (crdt.Location, error) {
 	if c == "" {
 		up := b.reachable()
 		if len(up) == 0 {
-			return "", fmt.Errorf("%w: no city is up", web.ErrCityDown)
+			return "", fmt.Errorf("%w: no city is up", service.ErrCityDown)
 		}
 		b.mu.Lock()
 		c = up[b.rng.IntN(len(up))]
@@ -239,7 +239,7 @@ func (b *Backend) Bomb(ctx context.Context, c crdt.Location) (crdt.Location, err
 	_, err := request[*messages.BombAck](ctx, b.cities, c, &messages.Bomb{})
 	b.setReachable(c, err == nil)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: %w", web.ErrCityDown, c, err)
+		return "", fmt.Errorf("%w: %s: %w", service.ErrCityDown, c, err)
 	}
 	b.mu.Lock()
 	b.restartedAt[c] = time.Now()
@@ -250,7 +250,7 @@ func (b *Backend) Bomb(ctx context.Context, c crdt.Location) (crdt.Location, err
 	return c, nil
 }
 
-// CityHeroes implements web.Backend.
+// CityHeroes implements service.Backend.
 func (b *Backend) CityHeroes(ctx context.Context, c crdt.Location) ([]crdt.Hero, error) {
 	if err := b.checkCity(c); err != nil {
 		return nil, err
@@ -258,7 +258,7 @@ func (b *Backend) CityHeroes(ctx context.Context, c crdt.Location) ([]crdt.Hero,
 	st, err := request[*messages.State](ctx, b.cities, c, &messages.GetState{})
 	b.setReachable(c, err == nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", web.ErrCityDown, c, err)
+		return nil, fmt.Errorf("%w: %s: %w", service.ErrCityDown, c, err)
 	}
 	var d crdt.Delta
 	if err := d.UnmarshalBinary(st.Delta); err != nil {
@@ -273,16 +273,16 @@ func (b *Backend) CityHeroes(ctx context.Context, c crdt.Location) ([]crdt.Hero,
 	return live, nil
 }
 
-// Cluster implements web.Backend: it asks every known city for its digest
+// Cluster implements service.Backend: it asks every known city for its digest
 // in parallel, each within StatusTimeout.
-func (b *Backend) Cluster(ctx context.Context) web.ClusterStatus {
+func (b *Backend) Cluster(ctx context.Context) service.ClusterStatus {
 	up := b.up()
 	isUp := map[crdt.Location]bool{}
 	for _, c := range up {
 		isUp[c] = true
 	}
 	names := b.knownCities()
-	cs := web.ClusterStatus{Cities: make([]web.CityStatus, len(names))}
+	cs := service.ClusterStatus{Cities: make([]service.CityStatus, len(names))}
 	var wg sync.WaitGroup
 	for i, c := range names {
 		cs.Cities[i].Name = c
@@ -304,7 +304,7 @@ func (b *Backend) Cluster(ctx context.Context) web.ClusterStatus {
 				b.log.Warn("bad digest", "city", c, "err", err)
 				return
 			}
-			cs.Cities[i] = web.CityStatus{Name: c, Up: true, Heroes: int(r.Heroes), Digest: d.Fingerprint(), Incarnation: r.Incarnation}
+			cs.Cities[i] = service.CityStatus{Name: c, Up: true, Heroes: int(r.Heroes), Digest: d.Fingerprint(), Incarnation: r.Incarnation}
 		}()
 	}
 	wg.Wait()
@@ -314,7 +314,7 @@ func (b *Backend) Cluster(ctx context.Context) web.ClusterStatus {
 }
 
 // annotate fills in Restarting and Lag from what earlier status reads saw.
-func (b *Backend) annotate(cities []web.CityStatus, now time.Time) {
+func (b *Backend) annotate(cities []service.CityStatus, now time.Time) {
 	common := commonDigest(cities)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -353,7 +353,7 @@ func (b *Backend) annotate(cities []web.CityStatus, now time.Time) {
 
 // commonDigest returns the digest most up cities share; ties go to the
 // city with more heroes, which is the one the others are catching up with.
-func commonDigest(cities []web.CityStatus) uint64 {
+func commonDigest(cities []service.CityStatus) uint64 {
 	votes := map[uint64]int{}
 	heroes := map[uint64]int{}
 	for _, c := range cities {
@@ -374,8 +374,8 @@ func commonDigest(cities []web.CityStatus) uint64 {
 
 // inSync reports whether at least one city is up and every city that is
 // up reports the same digest.
-func inSync(cities []web.CityStatus) bool {
-	var first *web.CityStatus
+func inSync(cities []service.CityStatus) bool {
+	var first *service.CityStatus
 	for i := range cities {
 		c := &cities[i]
 		if !c.Up {
@@ -395,10 +395,10 @@ func inSync(cities []web.CityStatus) bool {
 // of waiting for a request to a dead node to time out.
 func (b *Backend) checkCity(c crdt.Location) error {
 	if !c.IsCity() || !b.isKnown(c) {
-		return fmt.Errorf("%w: %q", web.ErrUnknownCity, c)
+		return fmt.Errorf("%w: %q", service.ErrUnknownCity, c)
 	}
 	if !slices.Contains(b.reachable(), c) {
-		return fmt.Errorf("%w: %s is down", web.ErrCityDown, c)
+		return fmt.Errorf("%w: %s is down", service.ErrCityDown, c)
 	}
 	return nil
 }
@@ -528,7 +528,7 @@ func (b *Backend) flush(ctx context.Context) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(ctx, b.cfg.PushTimeout)
 			defer cancel()
-			if _, err := request[*messages.MergeAck](ctx, b.cities, c, &messages.MergeDelta{Delta: payload, From: "dispatch"}); err != nil {
+			if _, err := request[*messages.MergeAck](ctx, b.cities, c, &messages.MergeDelta{Delta: payload, From: messages.DispatchName}); err != nil {
 				// Not lost: dispatch's replica still holds the write, and
 				// the gossip actor's anti-entropy with the cities delivers it.
 				b.log.Debug("push failed", "city", c, "entries", d.Len(), "err", err)
@@ -566,7 +566,7 @@ func (b *Backend) refreshStatus(ctx context.Context) {
 	changed := !slices.Equal(cs.Cities, b.last.Cities) || cs.InSync != b.last.InSync
 	if changed {
 		for _, c := range cs.Cities {
-			if i := slices.IndexFunc(b.last.Cities, func(o web.CityStatus) bool { return o.Name == c.Name }); i >= 0 && b.last.Cities[i].Up != c.Up {
+			if i := slices.IndexFunc(b.last.Cities, func(o service.CityStatus) bool { return o.Name == c.Name }); i >= 0 && b.last.Cities[i].Up != c.Up {
 				b.log.Info("city status changed", "city", c.Name, "up", c.Up)
 			}
 		}
@@ -574,12 +574,12 @@ func (b *Backend) refreshStatus(ctx context.Context) {
 	}
 	b.mu.Unlock()
 	if changed {
-		b.pub.Publish(web.ClusterEvent(cs))
+		b.pub.Publish(service.ClusterEvent(cs))
 	}
 }
 
 // LastStatus returns the most recent city status, for new pages.
-func (b *Backend) LastStatus() web.ClusterStatus {
+func (b *Backend) LastStatus() service.ClusterStatus {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.last

@@ -12,18 +12,19 @@ import (
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/backend"
-	"github.com/superhero-cluster/superhero/dispatch/web"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 	"github.com/superhero-cluster/superhero/internal/testkit"
 	"github.com/superhero-cluster/superhero/locations/city"
+	"github.com/superhero-cluster/superhero/messages"
 )
 
-// recorder is a web.Publisher that keeps what it is given.
+// recorder is a service.Publisher that keeps what it is given.
 type recorder struct {
 	mu     sync.Mutex
-	events []web.Event
+	events []service.Event
 }
 
-func (r *recorder) Publish(ev web.Event) {
+func (r *recorder) Publish(ev service.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, ev)
@@ -34,7 +35,7 @@ func (r *recorder) flashes() []string {
 	defer r.mu.Unlock()
 	var out []string
 	for _, ev := range r.events {
-		if ev.Kind == web.KindFlash {
+		if ev.Kind == service.KindFlash {
 			out = append(out, ev.Message)
 		}
 	}
@@ -44,8 +45,8 @@ func (r *recorder) flashes() []string {
 func newBackend(t *testing.T, cities *fakeCities) (*backend.Backend, *backend.Store, *recorder) {
 	t.Helper()
 	pub := &recorder{}
-	store := backend.NewStore(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(),
-		func(d crdt.Delta) { pub.Publish(web.DeltaEvent(d)) })
+	store := backend.NewStore(crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(),
+		func(d crdt.Delta) { pub.Publish(service.DeltaEvent(d)) })
 	b := backend.New(backend.Config{Logger: slog.New(slog.DiscardHandler), Seed: 1}, store, cities, pub)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -82,7 +83,7 @@ func TestBackendWritesReachTheCities(t *testing.T) {
 		t.Fatalf("dispatch did not adopt the city's answer: %+v", mine)
 	}
 	home, err := b.Assign(ctx, h.ID, crdt.Home)
-	if err != nil || home.Location != crdt.Home || home.Stamp.Node != "dispatch" {
+	if err != nil || home.Location != crdt.Home || home.Stamp.Node != messages.DispatchName {
 		t.Fatalf("assign home: %+v %v", home, err)
 	}
 }
@@ -103,13 +104,13 @@ func TestBackendErrors(t *testing.T) {
 		{"assign dead", second(b.Assign(ctx, h.ID, crdt.Gotham)), crdt.ErrDead},
 		{"assign dead home", second(b.Assign(ctx, h.ID, crdt.Home)), crdt.ErrDead},
 		{"assign unknown", second(b.Assign(ctx, uuid.New(), crdt.Gotham)), crdt.ErrUnknown},
-		{"assign unknown city", second(b.Assign(ctx, h.ID, "atlantis")), web.ErrUnknownCity},
+		{"assign unknown city", second(b.Assign(ctx, h.ID, "atlantis")), service.ErrUnknownCity},
 		{"delete unknown", b.Delete(ctx, uuid.New()), crdt.ErrUnknown},
-		{"bomb unknown city", second(b.Bomb(ctx, "atlantis")), web.ErrUnknownCity},
-		{"replica of unknown city", second(b.CityHeroes(ctx, "atlantis")), web.ErrUnknownCity},
+		{"bomb unknown city", second(b.Bomb(ctx, "atlantis")), service.ErrUnknownCity},
+		{"replica of unknown city", second(b.CityHeroes(ctx, "atlantis")), service.ErrUnknownCity},
 		// capitol is a known city of the original that is not up.
-		{"bomb down city", second(b.Bomb(ctx, crdt.Capitol)), web.ErrCityDown},
-		{"assign to down city", second(b.Assign(ctx, uuid.New(), crdt.Capitol)), web.ErrCityDown},
+		{"bomb down city", second(b.Bomb(ctx, crdt.Capitol)), service.ErrCityDown},
+		{"assign to down city", second(b.Assign(ctx, uuid.New(), crdt.Capitol)), service.ErrCityDown},
 	}
 	for _, tc := range cases {
 		if !errors.Is(tc.err, tc.want) {
@@ -133,7 +134,7 @@ func TestBackendClusterStatus(t *testing.T) {
 	cities.write(t, crdt.Gotham, 3)
 
 	cs := b.Cluster(ctx)
-	byName := map[crdt.Location]web.CityStatus{}
+	byName := map[crdt.Location]service.CityStatus{}
 	for _, c := range cs.Cities {
 		byName[c.Name] = c
 	}
@@ -166,7 +167,7 @@ func TestBackendClusterStatus(t *testing.T) {
 		}
 	}
 	// Known to be unreachable: answered at once, without a request.
-	if _, err := b.Assign(ctx, uuid.New(), crdt.Metropolis); !errors.Is(err, web.ErrCityDown) {
+	if _, err := b.Assign(ctx, uuid.New(), crdt.Metropolis); !errors.Is(err, service.ErrCityDown) {
 		t.Fatalf("assign to an unreachable city: %v", err)
 	}
 }

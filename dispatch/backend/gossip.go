@@ -131,7 +131,7 @@ func (g *Gossiper) Round(ctx context.Context) (GossipResult, error) {
 	sides := [2]crdt.Location{src, dst}
 	for step := 0; step < maxSyncRounds; step++ {
 		to := sides[step%2]
-		reply, err := request[*messages.SyncReply](ctx, g.Cities, to, &messages.SyncRequest{From: "dispatch", Msg: msg})
+		reply, err := request[*messages.SyncReply](ctx, g.Cities, to, &messages.SyncRequest{From: messages.DispatchName, Msg: msg})
 		res.Steps++
 		if err != nil {
 			return res, fmt.Errorf("gossip: sync with %s: %w", to, err)
@@ -154,7 +154,7 @@ func syncStore(ctx context.Context, cities Cities, store *Store, c crdt.Location
 		if err != nil {
 			return changed, err
 		}
-		reply, err := request[*messages.SyncReply](ctx, cities, c, &messages.SyncRequest{From: "dispatch", Msg: b})
+		reply, err := request[*messages.SyncReply](ctx, cities, c, &messages.SyncRequest{From: messages.DispatchName, Msg: b})
 		if err != nil {
 			return changed, fmt.Errorf("sync dispatch with %s: %w", c, err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/superhero-cluster/superhero/internal/supervise"
 	"github.com/superhero-cluster/superhero/internal/testkit"
 	"github.com/superhero-cluster/superhero/locations/city"
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 func newID(t *testing.T) uuid.UUID {
@@ -91,7 +92,7 @@ func testPoll(t *testing.T, proto backend.Protocol) {
 	cities := newFakeCities(t, crdt.Gotham)
 	cities.write(t, crdt.Gotham, 5)
 	var fed []crdt.Delta
-	store := backend.NewStore(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(),
+	store := backend.NewStore(crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(),
 		func(d crdt.Delta) { fed = append(fed, d) })
 	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(3, 4)), Store: store, Protocol: proto}
 	c, changed, err := p.Poll(context.Background())
@@ -162,7 +163,7 @@ func spawnActors(t *testing.T, cities *fakeCities, gossip, poll time.Duration) (
 	t.Helper()
 	system := actor.NewActorSystem()
 	t.Cleanup(system.Shutdown)
-	store := backend.NewStore(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(), nil)
+	store := backend.NewStore(crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(), nil)
 	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(5, 6)), Protocol: backend.ProtocolDefault, Log: slog.New(slog.DiscardHandler)}
 	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(7, 8)), Store: store}
 	group, err := backend.SpawnActors(system, backend.ActorsConfig{

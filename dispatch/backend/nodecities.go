@@ -3,19 +3,18 @@ package backend
 import (
 	"context"
 	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/internal/node"
-	"github.com/superhero-cluster/superhero/locations/cityactor"
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 // NodeCities reaches city grains through a cluster node. A city is up while
 // its kind is in the cluster topology; the grain's identity is the city's
-// name and its kind is cityactor.Kind(name).
+// name and its kind is messages.CityKind(name).
 type NodeCities struct {
 	Node *node.Node
 	// Timeout bounds a request whose ctx has no deadline. Default 1 s.
@@ -28,7 +27,7 @@ var _ Cities = NodeCities{}
 func (c NodeCities) Up() []crdt.Location {
 	var up []crdt.Location
 	for _, k := range c.Node.Kinds() {
-		name, ok := strings.CutPrefix(k, cityactor.Kind(""))
+		name, ok := messages.CityFromKind(k)
 		if !ok {
 			continue
 		}
@@ -49,5 +48,5 @@ func (c NodeCities) Request(ctx context.Context, city crdt.Location, msg proto.M
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	return c.Node.Request(ctx, string(city), cityactor.Kind(string(city)), msg, timeout)
+	return c.Node.Request(ctx, string(city), messages.CityKind(string(city)), msg, timeout)
 }

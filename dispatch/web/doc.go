@@ -1,7 +1,10 @@
 // Package web is the dispatch node's web layer: a JSON API, a WebSocket
 // feed and the live page, served by Echo. It knows the cluster only through
-// the Backend interface, which the actor side implements, and it pushes
-// changes to pages through a Hub that never blocks the publisher.
+// the service.Backend interface, which the actor side implements, and it
+// pushes service events to pages through a Hub that never blocks the
+// publisher. The domain (statuses, errors, events) lives in
+// dispatch/service; this package only maps it to HTTP status codes and
+// JSON.
 //
 // # HTTP API
 //

@@ -21,12 +21,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
+	"github.com/superhero-cluster/superhero/locations/city"
 )
 
-// fakeBackend is an in-memory Backend over a real crdt.Replica. Cities are
-// only names with an up flag.
+// fakeBackend is an in-memory service.Backend over a real crdt.Replica.
+// Cities are only names with an up flag.
 type fakeBackend struct {
-	pub Publisher
+	pub service.Publisher
 
 	mu       sync.Mutex
 	rep      *crdt.Replica
@@ -40,9 +42,9 @@ type fakeBackend struct {
 	panics   bool          // Heroes panics
 }
 
-var _ Backend = (*fakeBackend)(nil)
+var _ service.Backend = (*fakeBackend)(nil)
 
-func newFakeBackend(pub Publisher) *fakeBackend {
+func newFakeBackend(pub service.Publisher) *fakeBackend {
 	clock := crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() })
 	f := &fakeBackend{
 		pub:    pub,
@@ -59,7 +61,7 @@ func newFakeBackend(pub Publisher) *fakeBackend {
 
 func (f *fakeBackend) publish(d crdt.Delta) {
 	if f.pub != nil {
-		f.pub.Publish(DeltaEvent(d))
+		f.pub.Publish(service.DeltaEvent(d))
 	}
 }
 
@@ -90,9 +92,9 @@ func (f *fakeBackend) cityErr(city crdt.Location) error {
 	up, known := f.up[city]
 	switch {
 	case !known:
-		return fmt.Errorf("%w: %s", ErrUnknownCity, city)
+		return fmt.Errorf("%w: %s", service.ErrUnknownCity, city)
 	case !up:
-		return fmt.Errorf("%w: %s", ErrCityDown, city)
+		return fmt.Errorf("%w: %s", service.ErrCityDown, city)
 	}
 	return nil
 }
@@ -152,12 +154,23 @@ func (f *fakeBackend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location
 			return crdt.Hero{}, err
 		}
 	}
-	h, d, err := f.rep.Update(id, func(h *crdt.Hero) {
-		h.Location, h.Patrolling, h.Health = to, false, h.Health+20
-	})
+	h, d, err := assign(f.rep, id, to)
 	f.mu.Unlock()
 	f.publish(d)
 	return h, err
+}
+
+// assign applies the city package's rule, as the real cities and dispatch
+// do: the hero goes to the city, or Home, idle and healed.
+func assign(r *crdt.Replica, id uuid.UUID, to crdt.Location) (crdt.Hero, crdt.Delta, error) {
+	if !to.IsCity() {
+		return city.AssignHome(r, id, city.Config{})
+	}
+	c, err := city.New(to, r, nil, city.Config{})
+	if err != nil {
+		return crdt.Hero{}, crdt.Delta{}, err
+	}
+	return c.Assign(id)
 }
 
 func (f *fakeBackend) Bomb(ctx context.Context, city crdt.Location) (crdt.Location, error) {
@@ -174,7 +187,7 @@ func (f *fakeBackend) Bomb(ctx context.Context, city crdt.Location) (crdt.Locati
 			}
 		}
 		if len(up) == 0 {
-			return "", fmt.Errorf("%w: every city is down", ErrCityDown)
+			return "", fmt.Errorf("%w: every city is down", service.ErrCityDown)
 		}
 		city = up[f.rng.IntN(len(up))]
 	}
@@ -185,13 +198,13 @@ func (f *fakeBackend) Bomb(ctx context.Context, city crdt.Location) (crdt.Locati
 	return city, nil
 }
 
-func (f *fakeBackend) Cluster(ctx context.Context) ClusterStatus {
+func (f *fakeBackend) Cluster(ctx context.Context) service.ClusterStatus {
 	_ = f.note(ctx) // Cluster cannot fail
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cs := ClusterStatus{InSync: true}
+	cs := service.ClusterStatus{InSync: true}
 	for _, c := range f.cities {
-		st := CityStatus{Name: c, Up: f.up[c]}
+		st := service.CityStatus{Name: c, Up: f.up[c]}
 		if st.Up {
 			st.Heroes, st.Digest = f.rep.Len(), f.rep.Fingerprint()
 		} else {

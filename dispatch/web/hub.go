@@ -9,50 +9,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 )
-
-// EventKind names an event; it is the "type" of its WebSocket frame.
-type EventKind string
-
-// The event kinds.
-const (
-	// KindSnapshot carries every live hero and the cluster status. It is
-	// the first event of every subscription and is never published.
-	KindSnapshot EventKind = "snapshot"
-	// KindDelta carries changed entries, tombstones included.
-	KindDelta EventKind = "delta"
-	// KindCluster carries the cluster status.
-	KindCluster EventKind = "cluster"
-	// KindFlash carries a message for every page, such as
-	// "gotham has been destroyed".
-	KindFlash EventKind = "flash"
-)
-
-// Event is one thing the open pages are told about.
-type Event struct {
-	Kind EventKind
-	// Heroes holds, for a snapshot, every live hero; for a delta, the
-	// changed entries, tombstones (Dead) included.
-	Heroes []crdt.Hero
-	// Cluster is set for snapshot and cluster events.
-	Cluster ClusterStatus
-	// Message is the text of a flash event.
-	Message string
-}
-
-// DeltaEvent returns the event for a replica change.
-func DeltaEvent(d crdt.Delta) Event { return Event{Kind: KindDelta, Heroes: d.Heroes} }
-
-// ClusterEvent returns the event for a cluster status change.
-func ClusterEvent(cs ClusterStatus) Event { return Event{Kind: KindCluster, Cluster: cs} }
-
-// FlashEvent returns a flash message event.
-func FlashEvent(msg string) Event { return Event{Kind: KindFlash, Message: msg} }
-
-// SnapshotEvent returns the first event of a subscription.
-func SnapshotEvent(heroes []crdt.Hero, cs ClusterStatus) Event {
-	return Event{Kind: KindSnapshot, Heroes: heroes, Cluster: cs}
-}
 
 // Errors that end a subscription, reported by Subscription.Err.
 var (
@@ -62,6 +20,8 @@ var (
 	// ErrHubClosed means the hub was closed.
 	ErrHubClosed = errors.New("dispatch: hub closed")
 )
+
+var _ service.Publisher = (*Hub)(nil)
 
 // HubConfig bounds what a subscriber may have waiting. The zero value of a
 // field means its default.
@@ -122,13 +82,13 @@ func NewHub(cfg HubConfig, logger *slog.Logger) *Hub {
 // Publish queues ev for every subscriber and returns at once. Empty deltas
 // and snapshot events (which are only sent by Subscribe) are ignored.
 // Publish does not keep ev.Heroes.
-func (h *Hub) Publish(ev Event) {
+func (h *Hub) Publish(ev service.Event) {
 	switch ev.Kind {
-	case KindDelta:
+	case service.KindDelta:
 		if len(ev.Heroes) == 0 {
 			return
 		}
-	case KindCluster, KindFlash:
+	case service.KindCluster, service.KindFlash:
 	default:
 		h.log.Warn("hub: event not published", "kind", ev.Kind)
 		return
@@ -158,7 +118,7 @@ func (h *Hub) Publish(ev Event) {
 // (same id, not winning over the snapshot's entry) are discarded, so the
 // subscriber never goes back in time. The hub holds no lock while
 // snapshot runs. Subscribe returns ErrHubClosed after Close.
-func (h *Hub) Subscribe(snapshot func() Event) (*Subscription, error) {
+func (h *Hub) Subscribe(snapshot func() service.Event) (*Subscription, error) {
 	s := &Subscription{
 		hub:     h,
 		ready:   make(chan struct{}, 1),
@@ -175,7 +135,7 @@ func (h *Hub) Subscribe(snapshot func() Event) (*Subscription, error) {
 	h.mu.Unlock()
 	if snapshot != nil {
 		ev := snapshot()
-		ev.Kind = KindSnapshot
+		ev.Kind = service.KindSnapshot
 		s.prime(ev)
 	}
 	return s, nil
@@ -215,7 +175,7 @@ type Subscription struct {
 	done  chan struct{} // closed when the subscription ends
 
 	mu      sync.Mutex
-	queue   []Event
+	queue   []service.Event
 	delta   int               // index in queue of the pending delta, or -1
 	cluster int               // index in queue of the pending cluster event, or -1
 	index   map[uuid.UUID]int // id -> index in queue[delta].Heroes
@@ -242,7 +202,7 @@ func (s *Subscription) Err() error {
 // pending deltas are one event holding, per id, the entry that wins by the
 // merge rule (see supersedes); all
 // pending cluster events are one event holding the latest status.
-func (s *Subscription) Take() []Event {
+func (s *Subscription) Take() []service.Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q := s.queue
@@ -276,14 +236,14 @@ func (s *Subscription) signal() {
 
 // push queues ev, coalescing it with what is pending. It reports false
 // when the queue overflows.
-func (s *Subscription) push(ev Event, cfg HubConfig) bool {
+func (s *Subscription) push(ev service.Event, cfg HubConfig) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return true
 	}
 	switch {
-	case ev.Kind == KindDelta && s.delta >= 0:
+	case ev.Kind == service.KindDelta && s.delta >= 0:
 		pending := &s.queue[s.delta]
 		for _, in := range ev.Heroes {
 			if i, ok := s.index[in.ID]; ok {
@@ -295,7 +255,7 @@ func (s *Subscription) push(ev Event, cfg HubConfig) bool {
 			s.index[in.ID] = len(pending.Heroes)
 			pending.Heroes = append(pending.Heroes, in)
 		}
-	case ev.Kind == KindDelta:
+	case ev.Kind == service.KindDelta:
 		s.delta = len(s.queue)
 		heroes := make([]crdt.Hero, 0, len(ev.Heroes))
 		s.index = make(map[uuid.UUID]int, len(ev.Heroes))
@@ -309,10 +269,10 @@ func (s *Subscription) push(ev Event, cfg HubConfig) bool {
 			s.index[in.ID] = len(heroes)
 			heroes = append(heroes, in)
 		}
-		s.queue = append(s.queue, Event{Kind: KindDelta, Heroes: heroes})
-	case ev.Kind == KindCluster && s.cluster >= 0:
+		s.queue = append(s.queue, service.Event{Kind: service.KindDelta, Heroes: heroes})
+	case ev.Kind == service.KindCluster && s.cluster >= 0:
 		s.queue[s.cluster] = ev
-	case ev.Kind == KindCluster:
+	case ev.Kind == service.KindCluster:
 		s.cluster = len(s.queue)
 		s.queue = append(s.queue, ev)
 	default:
@@ -327,7 +287,7 @@ func (s *Subscription) push(ev Event, cfg HubConfig) bool {
 
 // prime puts the snapshot first in the queue and drops pending delta
 // entries it already covers.
-func (s *Subscription) prime(snap Event) {
+func (s *Subscription) prime(snap service.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
@@ -360,7 +320,7 @@ func (s *Subscription) prime(snap Event) {
 			}
 		}
 	}
-	s.queue = append([]Event{snap}, s.queue...)
+	s.queue = append([]service.Event{snap}, s.queue...)
 	if s.delta >= 0 {
 		s.delta++
 	}

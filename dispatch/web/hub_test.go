@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 )
 
 func stamp(wall int64) crdt.Timestamp { return crdt.Timestamp{Wall: wall, Node: "n"} }
@@ -21,9 +22,9 @@ func entry(id uuid.UUID, wall int64, health int, dead bool) crdt.Hero {
 	return crdt.Hero{ID: id, Name: "h", Location: crdt.Home, Stamp: stamp(wall), Health: health, Dead: dead}
 }
 
-func delta(hs ...crdt.Hero) Event { return DeltaEvent(crdt.Delta{Heroes: hs}) }
+func delta(hs ...crdt.Hero) service.Event { return service.DeltaEvent(crdt.Delta{Heroes: hs}) }
 
-func subscribe(t *testing.T, h *Hub, snapshot func() Event) *Subscription {
+func subscribe(t *testing.T, h *Hub, snapshot func() service.Event) *Subscription {
 	t.Helper()
 	s, err := h.Subscribe(snapshot)
 	if err != nil {
@@ -39,16 +40,16 @@ func TestHubCoalescesDeltas(t *testing.T) {
 	a, b, c := uuid.New(), uuid.New(), uuid.New()
 
 	h.Publish(delta(entry(a, 10, 90, false), entry(b, 10, 80, false)))
-	h.Publish(ClusterEvent(ClusterStatus{InSync: false}))
-	h.Publish(delta(entry(a, 20, 70, false)))                          // newer: replaces
-	h.Publish(delta(entry(b, 5, 100, false)))                          // older (published late): ignored
-	h.Publish(delta(entry(c, 30, 50, false)))                          // new id: appended
-	h.Publish(delta(entry(a, 40, 0, true)))                            // tombstone: replaces
-	h.Publish(delta(entry(a, 50, 100, false)))                         // live after tombstone: ignored
-	h.Publish(delta(entry(c, 31, 45, false), entry(c, 32, 40, false))) // duplicate ids in one delta
-	h.Publish(ClusterEvent(ClusterStatus{InSync: true}))               // replaces the pending cluster event
-	h.Publish(FlashEvent("one"))
-	h.Publish(FlashEvent("two"))
+	h.Publish(service.ClusterEvent(service.ClusterStatus{InSync: false}))
+	h.Publish(delta(entry(a, 20, 70, false)))                            // newer: replaces
+	h.Publish(delta(entry(b, 5, 100, false)))                            // older (published late): ignored
+	h.Publish(delta(entry(c, 30, 50, false)))                            // new id: appended
+	h.Publish(delta(entry(a, 40, 0, true)))                              // tombstone: replaces
+	h.Publish(delta(entry(a, 50, 100, false)))                           // live after tombstone: ignored
+	h.Publish(delta(entry(c, 31, 45, false), entry(c, 32, 40, false)))   // duplicate ids in one delta
+	h.Publish(service.ClusterEvent(service.ClusterStatus{InSync: true})) // replaces the pending cluster event
+	h.Publish(service.FlashEvent("one"))
+	h.Publish(service.FlashEvent("two"))
 
 	select {
 	case <-s.Ready():
@@ -59,7 +60,7 @@ func TestHubCoalescesDeltas(t *testing.T) {
 	if len(evs) != 4 {
 		t.Fatalf("got %d events, want delta, cluster, flash, flash: %+v", len(evs), evs)
 	}
-	if evs[0].Kind != KindDelta || evs[1].Kind != KindCluster || evs[2].Message != "one" || evs[3].Message != "two" {
+	if evs[0].Kind != service.KindDelta || evs[1].Kind != service.KindCluster || evs[2].Message != "one" || evs[3].Message != "two" {
 		t.Fatalf("events %+v", evs)
 	}
 	if !evs[1].Cluster.InSync {
@@ -99,14 +100,14 @@ func TestHubDoesNotKeepPublishedSlice(t *testing.T) {
 func TestHubSnapshotFirstAndPrunesCoveredEntries(t *testing.T) {
 	h := NewHub(HubConfig{}, testLogger(t))
 	old, fresh, gone := uuid.New(), uuid.New(), uuid.New()
-	s := subscribe(t, h, func() Event {
+	s := subscribe(t, h, func() service.Event {
 		// Events published while the snapshot is being taken.
 		h.Publish(delta(entry(old, 5, 90, false), entry(fresh, 50, 70, false), entry(gone, 60, 0, true)))
-		h.Publish(FlashEvent("during"))
-		return Event{Heroes: []crdt.Hero{entry(old, 10, 80, false), entry(fresh, 40, 75, false), entry(gone, 20, 100, false)}}
+		h.Publish(service.FlashEvent("during"))
+		return service.Event{Heroes: []crdt.Hero{entry(old, 10, 80, false), entry(fresh, 40, 75, false), entry(gone, 20, 100, false)}}
 	})
 	evs := s.Take()
-	if len(evs) != 3 || evs[0].Kind != KindSnapshot || evs[1].Kind != KindDelta || evs[2].Kind != KindFlash {
+	if len(evs) != 3 || evs[0].Kind != service.KindSnapshot || evs[1].Kind != service.KindDelta || evs[2].Kind != service.KindFlash {
 		t.Fatalf("events %+v", evs)
 	}
 	var ids []uuid.UUID
@@ -126,19 +127,19 @@ func TestHubSnapshotFirstAndPrunesCoveredEntries(t *testing.T) {
 func TestHubSnapshotDropsFullyCoveredDelta(t *testing.T) {
 	h := NewHub(HubConfig{}, testLogger(t))
 	id := uuid.New()
-	s := subscribe(t, h, func() Event {
+	s := subscribe(t, h, func() service.Event {
 		h.Publish(delta(entry(id, 5, 90, false)))
-		h.Publish(ClusterEvent(ClusterStatus{InSync: true}))
-		return Event{Heroes: []crdt.Hero{entry(id, 10, 80, false)}}
+		h.Publish(service.ClusterEvent(service.ClusterStatus{InSync: true}))
+		return service.Event{Heroes: []crdt.Hero{entry(id, 10, 80, false)}}
 	})
 	evs := s.Take()
-	if len(evs) != 2 || evs[0].Kind != KindSnapshot || evs[1].Kind != KindCluster {
+	if len(evs) != 2 || evs[0].Kind != service.KindSnapshot || evs[1].Kind != service.KindCluster {
 		t.Fatalf("events %+v", evs)
 	}
 	// The pending cluster index was shifted correctly: a new cluster event
 	// replaces nothing stale.
-	h.Publish(ClusterEvent(ClusterStatus{}))
-	h.Publish(ClusterEvent(ClusterStatus{InSync: true}))
+	h.Publish(service.ClusterEvent(service.ClusterStatus{}))
+	h.Publish(service.ClusterEvent(service.ClusterStatus{InSync: true}))
 	if evs := s.Take(); len(evs) != 1 || !evs[0].Cluster.InSync {
 		t.Fatalf("events %+v", evs)
 	}
@@ -150,7 +151,7 @@ func TestHubDropsSubscriberThatOverflows(t *testing.T) {
 		cfg     HubConfig
 		publish func(h *Hub, i int)
 	}{
-		{"frames", HubConfig{MaxPendingFrames: 4}, func(h *Hub, i int) { h.Publish(FlashEvent(fmt.Sprint(i))) }},
+		{"frames", HubConfig{MaxPendingFrames: 4}, func(h *Hub, i int) { h.Publish(service.FlashEvent(fmt.Sprint(i))) }},
 		{"heroes", HubConfig{MaxPendingHeroes: 4}, func(h *Hub, i int) { h.Publish(delta(entry(uuid.New(), 1, 1, false))) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -197,7 +198,7 @@ func TestHubClose(t *testing.T) {
 	if !errors.Is(s.Err(), ErrHubClosed) {
 		t.Errorf("Err = %v", s.Err())
 	}
-	h.Publish(FlashEvent("after close")) // no panic, no effect
+	h.Publish(service.FlashEvent("after close")) // no panic, no effect
 	if _, err := h.Subscribe(nil); !errors.Is(err, ErrHubClosed) {
 		t.Errorf("Subscribe after Close: %v", err)
 	}
@@ -219,8 +220,8 @@ func TestHubIgnoresEmptyAndSnapshotEvents(t *testing.T) {
 	h := NewHub(HubConfig{}, testLogger(t))
 	s := subscribe(t, h, nil)
 	h.Publish(delta())
-	h.Publish(SnapshotEvent(nil, ClusterStatus{}))
-	h.Publish(Event{Kind: "bogus"})
+	h.Publish(service.SnapshotEvent(nil, service.ClusterStatus{}))
+	h.Publish(service.Event{Kind: "bogus"})
 	if evs := s.Take(); len(evs) != 0 {
 		t.Errorf("events %+v", evs)
 	}
@@ -323,7 +324,7 @@ func TestHubCoalescesByMergeRule(t *testing.T) {
 				h.Publish(delta(e))
 			}
 			evs := s.Take()
-			if len(evs) != 1 || evs[0].Kind != KindDelta || len(evs[0].Heroes) != 1 {
+			if len(evs) != 1 || evs[0].Kind != service.KindDelta || len(evs[0].Heroes) != 1 {
 				t.Fatalf("events %+v, want one delta with one entry", evs)
 			}
 			if got := evs[0].Heroes[0]; got != tc.want {

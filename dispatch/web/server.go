@@ -24,6 +24,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 )
 
 //go:embed static
@@ -111,7 +112,7 @@ func (c Config) withDefaults() Config {
 // feed and the live page.
 type Server struct {
 	cfg     Config
-	backend Backend
+	backend service.Backend
 	hub     *Hub
 	log     *slog.Logger
 	echo    *echo.Echo
@@ -126,9 +127,9 @@ type Server struct {
 	active  atomic.Int64   // open WebSocket connections
 }
 
-// New returns a server. It fails only for an invalid Config. Every log line
-// carries node=dispatch.
-func New(cfg Config, backend Backend, hub *Hub, logger *slog.Logger) (*Server, error) {
+// New returns a server. It fails only for an invalid Config. It logs to
+// logger as given: main has already tagged it with the node's name.
+func New(cfg Config, backend service.Backend, hub *Hub, logger *slog.Logger) (*Server, error) {
 	cfg = cfg.withDefaults()
 	for _, p := range cfg.AllowedOrigins {
 		if _, err := path.Match(p, ""); err != nil {
@@ -146,7 +147,7 @@ func New(cfg Config, backend Backend, hub *Hub, logger *slog.Logger) (*Server, e
 		cfg:     cfg,
 		backend: backend,
 		hub:     hub,
-		log:     logger.With("node", "dispatch"),
+		log:     logger,
 		ctx:     ctx,
 		cancel:  cancel,
 	}
@@ -544,7 +545,7 @@ func (s *Server) bombCity(ctx context.Context, city string) (crdt.Location, erro
 		return "", err
 	}
 	s.log.Info("city bombed", "city", bombed)
-	s.hub.Publish(FlashEvent(string(bombed) + " has been destroyed"))
+	s.hub.Publish(service.FlashEvent(string(bombed) + " has been destroyed"))
 	return bombed, nil
 }
 
@@ -572,7 +573,7 @@ func parseCity(s string) (crdt.Location, error) {
 		return "", err
 	}
 	if !l.IsCity() {
-		return "", fmt.Errorf("%w: %q", ErrUnknownCity, s)
+		return "", fmt.Errorf("%w: %q", service.ErrUnknownCity, s)
 	}
 	return l, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 )
 
 // The JSON shapes of the API and of WebSocket frames. They are the only
@@ -101,7 +102,7 @@ type clusterJSON struct {
 	InSync bool       `json:"in_sync"`
 }
 
-func toClusterJSON(cs ClusterStatus) clusterJSON {
+func toClusterJSON(cs service.ClusterStatus) clusterJSON {
 	out := clusterJSON{Cities: make([]cityJSON, len(cs.Cities)), InSync: cs.InSync}
 	for i, c := range cs.Cities {
 		out.Cities[i] = cityJSON{Name: string(c.Name), Up: c.Up, State: "down"}
@@ -130,9 +131,9 @@ type errorJSON struct {
 // Server-to-client WebSocket frames.
 
 type snapshotFrame struct {
-	Type    EventKind   `json:"type"`
-	Heroes  []heroJSON  `json:"heroes"`
-	Cluster clusterJSON `json:"cluster"`
+	Type    service.EventKind `json:"type"`
+	Heroes  []heroJSON        `json:"heroes"`
+	Cluster clusterJSON       `json:"cluster"`
 	// TombstoneTTLMs is how long the page remembers a tombstone, so that
 	// a stale live entry arriving after it cannot bring the hero back:
 	// Config.TombstoneTTL, as long as replicas keep tombstones.
@@ -140,18 +141,18 @@ type snapshotFrame struct {
 }
 
 type deltaFrame struct {
-	Type   EventKind  `json:"type"`
-	Heroes []heroJSON `json:"heroes"`
+	Type   service.EventKind `json:"type"`
+	Heroes []heroJSON        `json:"heroes"`
 }
 
 type clusterFrame struct {
-	Type    EventKind   `json:"type"`
-	Cluster clusterJSON `json:"cluster"`
+	Type    service.EventKind `json:"type"`
+	Cluster clusterJSON       `json:"cluster"`
 }
 
 type flashFrame struct {
-	Type    EventKind `json:"type"`
-	Message string    `json:"message"`
+	Type    service.EventKind `json:"type"`
+	Message string            `json:"message"`
 }
 
 // okFrame answers a command that succeeded.
@@ -185,17 +186,17 @@ type command struct {
 
 // encodeEvent returns the frame for ev. A snapshot frame tells the page to
 // remember tombstones for tombstoneTTL.
-func encodeEvent(ev Event, tombstoneTTL time.Duration) ([]byte, error) {
+func encodeEvent(ev service.Event, tombstoneTTL time.Duration) ([]byte, error) {
 	switch ev.Kind {
-	case KindSnapshot:
+	case service.KindSnapshot:
 		heroes := slices.Clone(ev.Heroes)
 		sortHeroes(heroes)
 		return json.Marshal(snapshotFrame{Type: ev.Kind, Heroes: toHeroesJSON(heroes), Cluster: toClusterJSON(ev.Cluster), TombstoneTTLMs: tombstoneTTL.Milliseconds()})
-	case KindDelta:
+	case service.KindDelta:
 		return json.Marshal(deltaFrame{Type: ev.Kind, Heroes: toHeroesJSON(ev.Heroes)})
-	case KindCluster:
+	case service.KindCluster:
 		return json.Marshal(clusterFrame{Type: ev.Kind, Cluster: toClusterJSON(ev.Cluster)})
-	case KindFlash:
+	case service.KindFlash:
 		return json.Marshal(flashFrame{Type: ev.Kind, Message: ev.Message})
 	}
 	return nil, fmt.Errorf("dispatch: unknown event kind %q", ev.Kind)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/labstack/echo/v4"
+
+	"github.com/superhero-cluster/superhero/dispatch/service"
 )
 
 // repliesQueued is how many command replies may wait for the writer before
@@ -68,7 +70,7 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	log := s.log.With("remote", remote)
 	conn.SetReadLimit(16 * s.cfg.BodyLimit)
 
-	sub, err := s.hub.Subscribe(func() Event { return s.snapshot(ctx) })
+	sub, err := s.hub.Subscribe(func() service.Event { return s.snapshot(ctx) })
 	if err != nil {
 		log.Info("websocket refused", "err", err)
 		if err := conn.Close(websocket.StatusGoingAway, "server shutting down"); err != nil {
@@ -102,11 +104,11 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 }
 
 // snapshot is the first event of a connection.
-func (s *Server) snapshot(ctx context.Context) Event {
+func (s *Server) snapshot(ctx context.Context) service.Event {
 	heroes := s.backend.Heroes()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
 	defer cancel()
-	return SnapshotEvent(heroes, s.backend.Cluster(ctx))
+	return service.SnapshotEvent(heroes, s.backend.Cluster(ctx))
 }
 
 // writeLoop writes events and replies until the connection ends, and says

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 )
 
 func TestWSSnapshotFirst(t *testing.T) {
@@ -58,8 +59,8 @@ func TestWSSnapshotFirst(t *testing.T) {
 	// Then events, in the documented shapes.
 	id := uuid.New()
 	e.hub.Publish(delta(crdt.Hero{ID: id, Name: "Nova", Location: crdt.Gotham, Health: 40, Patrolling: true, Stamp: stamp(time.Now().UnixNano())}))
-	e.hub.Publish(ClusterEvent(ClusterStatus{Cities: []CityStatus{{Name: crdt.Gotham, Up: true, Heroes: 1, Digest: 0xabc}}, InSync: true}))
-	e.hub.Publish(FlashEvent("hello"))
+	e.hub.Publish(service.ClusterEvent(service.ClusterStatus{Cities: []service.CityStatus{{Name: crdt.Gotham, Up: true, Heroes: 1, Digest: 0xabc}}, InSync: true}))
+	e.hub.Publish(service.FlashEvent("hello"))
 	want := []string{
 		`{"type":"delta","heroes":[{"id":"` + id.String() + `","name":"Nova","location":"gotham","is_patrolling":true,"health":40,"dead":false,"updated_at":"`,
 		`{"type":"cluster","cluster":{"cities":[{"name":"gotham","up":true,"heroes":1,"digest":"0000000000000abc","state":"up","incarnation":0,"lag_ms":0}],"in_sync":true}}`,

@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,7 +21,6 @@ import (
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/node"
-	"github.com/superhero-cluster/superhero/locations/cityactor"
 	"github.com/superhero-cluster/superhero/messages"
 )
 
@@ -67,7 +65,7 @@ func run() error {
 	if *await != "" {
 		return awaitEverywhere(ctx, n, *await, *cities)
 	}
-	kind := cityactor.Kind(*city)
+	kind := messages.CityKind(*city)
 	for !n.HasKind(kind) {
 		select {
 		case <-ctx.Done():
@@ -101,7 +99,7 @@ func awaitEverywhere(ctx context.Context, n *node.Node, id string, want int) err
 	for {
 		held := 0
 		for _, k := range n.Kinds() {
-			name, ok := strings.CutPrefix(k, cityactor.Kind(""))
+			name, ok := messages.CityFromKind(k)
 			if !ok {
 				continue
 			}

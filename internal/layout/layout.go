@@ -18,6 +18,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 // Defaults of Layout.
@@ -33,7 +35,7 @@ const (
 )
 
 // fixed are the slots of the original nodes.
-var fixed = map[string]int{"dispatch": 0, "gotham": 1, "metropolis": 2, "capitol": 3}
+var fixed = map[string]int{messages.DispatchName: 0, "gotham": 1, "metropolis": 2, "capitol": 3}
 
 // Layout is where the nodes of one cluster listen.
 type Layout struct {

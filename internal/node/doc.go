@@ -8,10 +8,10 @@
 //	cfg := node.DefaultConfig("gotham")
 //	cfg.Port, cfg.HealthPort = 8101, 6331
 //	cfg.Peers = []string{"127.0.0.1:6330", "127.0.0.1:6331", "127.0.0.1:6332", "127.0.0.1:6333"}
-//	n, err := node.Start(ctx, cfg, logger, cluster.NewKind("city-gotham", props))
+//	n, err := node.Start(ctx, cfg, logger, cluster.NewKind(messages.CityKind("gotham"), props))
 //	if err != nil { ... }
 //	defer n.Stop()
-//	reply, err := node.RequestAs[*messages.State](ctx, n, "gotham", "city-gotham", &messages.GetState{}, 2*time.Second)
+//	reply, err := node.RequestAs[*messages.State](ctx, n, "gotham", messages.CityKind("gotham"), &messages.GetState{}, 2*time.Second)
 //
 // What Start wires together (protoactor-go v0.0.0-20240822202345):
 //

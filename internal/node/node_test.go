@@ -20,10 +20,12 @@ import (
 	"github.com/superhero-cluster/superhero/messages"
 )
 
-const (
-	kindGotham     = "city-gotham"
-	kindMetropolis = "city-metropolis"
-	testRefresh    = 100 * time.Millisecond
+const testRefresh = 100 * time.Millisecond
+
+var (
+	kindGotham     = messages.CityKind("gotham")
+	kindMetropolis = messages.CityKind("metropolis")
+	kindBlackHole  = messages.CityKind("blackhole")
 )
 
 // cityKind is a trivial city: it answers GetState with "<city>@<address of
@@ -129,7 +131,7 @@ func TestCluster(t *testing.T) {
 	tc.peers = append(tc.peers, blackHealth)
 
 	cs := tc.startAll(
-		tc.spec("dispatch", ports[0], ports[1], "", ""),
+		tc.spec(messages.DispatchName, ports[0], ports[1], "", ""),
 		tc.spec("gotham", ports[2], ports[3], "gotham", kindGotham),
 		tc.spec("metropolis", ports[4], ports[5], "metropolis", kindMetropolis),
 	)
@@ -166,7 +168,7 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("unknown kind fails fast", func(t *testing.T) {
-		r := dispatch.request("capitol", "city-capitol", 5*time.Second)
+		r := dispatch.request("capitol", messages.CityKind("capitol"), 5*time.Second)
 		if !r.is("kind_unavailable") {
 			t.Fatalf("%+v, want kind_unavailable", r)
 		}
@@ -246,10 +248,10 @@ func TestCluster(t *testing.T) {
 		// The black-hole member is in the topology (valid health answer) but
 		// its remote port accepts TCP and never answers: the library would
 		// wait on it far longer than the caller's deadline.
-		AwaitCondition(t, 5*time.Second, func() bool { return dispatch.hasKind("city-blackhole") }, "black-hole member in topology")
+		AwaitCondition(t, 5*time.Second, func() bool { return dispatch.hasKind(kindBlackHole) }, "black-hole member in topology")
 		const deadline = 700 * time.Millisecond
 		for range 2 {
-			r := dispatch.request("nowhere", "city-blackhole", deadline)
+			r := dispatch.request("nowhere", kindBlackHole, deadline)
 			if !r.is("timeout") || !r.is("ctx_deadline") {
 				t.Fatalf("%+v, want timeout", r)
 			}
@@ -260,7 +262,7 @@ func TestCluster(t *testing.T) {
 		}
 		// Remove it: members' dialers give up and it leaves the topology.
 		stopBlackHole()
-		AwaitCondition(t, 5*time.Second, func() bool { return !dispatch.hasKind("city-blackhole") }, "black-hole member leaves")
+		AwaitCondition(t, 5*time.Second, func() bool { return !dispatch.hasKind(kindBlackHole) }, "black-hole member leaves")
 	})
 
 	t.Run("caller deadline holds when the target member is gone", func(t *testing.T) {
@@ -302,7 +304,7 @@ func TestCluster(t *testing.T) {
 }
 
 // serveBlackHoleMember fakes a cluster member: a health endpoint advertising
-// kind "city-blackhole" at a remote address whose listener accepts
+// kind kindBlackHole at a remote address whose listener accepts
 // connections and never answers. It returns the health address and a
 // function that shuts the fake member down (idempotent).
 func serveBlackHoleMember(t *testing.T, healthPort int) (string, func()) {
@@ -331,7 +333,7 @@ func serveBlackHoleMember(t *testing.T, healthPort int) (string, func()) {
 	mux.HandleFunc("/_health", func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"id": "blackhole", "address": "127.0.0.1", "port": holePort,
-			"auto_manage_port": healthPort, "kinds": []string{"city-blackhole"}, "cluster_name": name,
+			"auto_manage_port": healthPort, "kinds": []string{kindBlackHole}, "cluster_name": name,
 		})
 	})
 	hl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort)))

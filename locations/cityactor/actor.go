@@ -25,10 +25,6 @@ const (
 	RestartWindow = 5 * time.Second
 )
 
-// Kind returns the cluster kind that hosts the named city. Only that city's
-// node registers it, so disthash can place the grain nowhere else.
-func Kind(city string) string { return "city-" + city }
-
 // Ticks the state actor sends itself.
 type (
 	patrolTick struct{}
@@ -267,14 +263,14 @@ func (c *City) Stop() { c.group.Stop() }
 
 // supervisorName is the city supervisor's actor name; the state actor is
 // its child "state".
-func supervisorName(city string) string { return Kind(city) + "-supervisor" }
+func supervisorName(city string) string { return messages.CityKind(city) + "-supervisor" }
 
-// GrainKind returns the cluster kind for the named city: a thin grain that
-// forwards every request to the city's state actor on the same node,
-// keeping the sender so the state actor answers the caller directly. The
-// state actor has a fixed name, so the kind can be registered before the
-// city is spawned; a request that arrives in between is dead-lettered and
-// retried by the caller.
+// GrainKind returns the cluster kind for the named city,
+// messages.CityKind(city): a thin grain that forwards every request to the
+// city's state actor on the same node, keeping the sender so the state
+// actor answers the caller directly. The state actor has a fixed name, so
+// the kind can be registered before the city is spawned; a request that
+// arrives in between is dead-lettered and retried by the caller.
 func GrainKind(city string) *cluster.Kind {
 	stateID := supervisorName(city) + "/state"
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
@@ -284,5 +280,5 @@ func GrainKind(city string) *cluster.Kind {
 			ctx.Forward(actor.NewPID(ctx.ActorSystem().Address(), stateID))
 		}
 	})
-	return cluster.NewKind(Kind(city), props)
+	return cluster.NewKind(messages.CityKind(city), props)
 }

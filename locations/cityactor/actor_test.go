@@ -54,10 +54,10 @@ func spawnCity(t *testing.T, cfg cityactor.Config) (*actor.ActorSystem, *cityact
 	return system, c
 }
 
-// seed returns a delta holding one fresh hero written by "dispatch".
+// seed returns a delta holding one fresh hero written by dispatch.
 func seed(t *testing.T) (crdt.Hero, []byte) {
 	t.Helper()
-	r := crdt.NewReplica(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }))
+	r := crdt.NewReplica(crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }))
 	h, d, err := r.Create(uuid.New(), "Test Hero")
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +80,7 @@ func TestCityMergesAndAssigns(t *testing.T) {
 	p := testkit.NewTestProbe(t, system)
 	hero, delta := seed(t)
 
-	p.Send(c.State(), &messages.MergeDelta{Delta: delta, From: "dispatch"})
+	p.Send(c.State(), &messages.MergeDelta{Delta: delta, From: messages.DispatchName})
 	if ack := testkit.ExpectMessageOf[*messages.MergeAck](t, p, wait); ack.Changed != 1 {
 		t.Fatalf("changed = %d, want 1", ack.Changed)
 	}
@@ -115,7 +115,7 @@ func TestAssignDeadHeroAnswersAtOnce(t *testing.T) {
 	system, c := spawnCity(t, cityactor.Config{Rules: quietRules})
 	p := testkit.NewTestProbe(t, system)
 
-	r := crdt.NewReplica(crdt.NewClock("dispatch", func() int64 { return time.Now().UnixNano() }))
+	r := crdt.NewReplica(crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }))
 	h, _, _ := r.Create(uuid.New(), "Doomed")
 	tomb, _ := r.Delete(h.ID)
 	ctxBytes, _ := tomb.MarshalBinary()

@@ -37,14 +37,14 @@ func TestGrainFrontsTheCity(t *testing.T) {
 	t.Cleanup(c.Stop)
 
 	_, delta := seed(t)
-	res, err := member.Request("gotham", cityactor.Kind("gotham"), &messages.MergeDelta{Delta: delta}, cluster.WithTimeout(5*time.Second))
+	res, err := member.Request("gotham", messages.CityKind("gotham"), &messages.MergeDelta{Delta: delta}, cluster.WithTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ack, ok := res.(*messages.MergeAck); !ok || ack.Changed != 1 {
 		t.Fatalf("merge through the grain: %T %v", res, res)
 	}
-	res, err = member.Request("gotham", cityactor.Kind("gotham"), &messages.GetDigest{}, cluster.WithTimeout(5*time.Second))
+	res, err = member.Request("gotham", messages.CityKind("gotham"), &messages.GetDigest{}, cluster.WithTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,10 +53,10 @@ func TestGrainFrontsTheCity(t *testing.T) {
 	}
 	// A bomb through the grain crashes the state actor, not the grain: the
 	// next request through the same grain finds the city restarted empty.
-	if _, err := member.Request("gotham", cityactor.Kind("gotham"), &messages.Bomb{}, cluster.WithTimeout(5*time.Second)); err != nil {
+	if _, err := member.Request("gotham", messages.CityKind("gotham"), &messages.Bomb{}, cluster.WithTimeout(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	res, err = member.Request("gotham", cityactor.Kind("gotham"), &messages.GetDigest{}, cluster.WithTimeout(5*time.Second))
+	res, err = member.Request("gotham", messages.CityKind("gotham"), &messages.GetDigest{}, cluster.WithTimeout(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 func durations(ms ...int) []time.Duration {
@@ -253,9 +255,9 @@ func TestFeedCountsOnlyNewCityWrites(t *testing.T) {
 	frames := [][]apiHero{
 		{patrol}, // a city's write: counted
 		{patrol}, // the same entry again: not a new write
-		{{ID: "b", Location: "home", UpdatedAt: at, UpdatedBy: "dispatch"}}, // dispatch's
-		{{ID: "c", Location: "gotham", UpdatedAt: at}},                      // no updated_by: in a city, new
-		{{ID: "d", Location: "home", UpdatedAt: at}},                        // no updated_by: at home
+		{{ID: "b", Location: "home", UpdatedAt: at, UpdatedBy: messages.DispatchName}}, // dispatch's
+		{{ID: "c", Location: "gotham", UpdatedAt: at}},                                 // no updated_by: in a city, new
+		{{ID: "d", Location: "home", UpdatedAt: at}},                                   // no updated_by: at home
 	}
 	for _, fr := range frames {
 		if err := f.take("delta", fr, recv); err != nil {

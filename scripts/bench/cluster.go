@@ -25,7 +25,6 @@ import (
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/node"
 	"github.com/superhero-cluster/superhero/internal/proc"
-	"github.com/superhero-cluster/superhero/locations/cityactor"
 	"github.com/superhero-cluster/superhero/messages"
 )
 
@@ -192,7 +191,7 @@ func (c *cluster) join(ctx context.Context) error {
 func (c *cluster) awaitUp(ctx context.Context, cities []string) error {
 	return poll(ctx, 20*time.Millisecond, func() (bool, error) {
 		for _, name := range cities {
-			if !c.member.HasKind(cityactor.Kind(name)) {
+			if !c.member.HasKind(messages.CityKind(name)) {
 				return false, nil
 			}
 		}
@@ -247,7 +246,7 @@ func (c *cluster) restart(name string) error {
 
 // ask sends msg to the city's grain and waits at most timeout for a reply.
 func ask[T proto.Message](ctx context.Context, c *cluster, city string, msg proto.Message, timeout time.Duration) (T, error) {
-	return node.RequestAs[T](ctx, c.member, city, cityactor.Kind(city), msg, timeout)
+	return node.RequestAs[T](ctx, c.member, city, messages.CityKind(city), msg, timeout)
 }
 
 // holds reports whether the city's replica has an entry for id.

@@ -1,19 +1,24 @@
-package web
+// Package service holds the dispatch node's domain: the status of the
+// cluster as dispatch sees it, the errors its operations return, the events
+// the open pages are told about, and the interfaces between the part that
+// talks to the cities (dispatch/backend implements Backend) and the part
+// that serves people (dispatch/web uses Backend and Publisher). It has no
+// HTTP, actors or network in it; dispatch/web alone maps its errors to
+// status codes and its types to JSON.
+package service
 
 import (
 	"context"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/labstack/echo/v4"
 
 	"github.com/superhero-cluster/superhero/crdt"
 )
 
 // Sentinel errors a Backend returns besides crdt.ErrUnknown, crdt.ErrDead
-// and crdt.ErrLocation. Wrap them with %w; the server tests them with
+// and crdt.ErrLocation. Wrap them with %w; callers test them with
 // errors.Is.
 var (
 	// ErrUnknownCity means the location is not a city of the cluster
@@ -26,12 +31,12 @@ var (
 )
 
 // Backend is everything the web layer needs from the dispatch node. The
-// actor side implements it; the server never touches replicas or actors
-// itself. Methods are called concurrently from many requests.
+// actor side implements it; the web server never touches replicas or
+// actors itself. Methods are called concurrently from many requests.
 //
 // Heroes and Hero read dispatch's own merged replica and must not block.
 // The other methods may talk to cities; they must return when ctx ends
-// (the server bounds each call by Config.CommandTimeout, 1 s by default).
+// (the web server bounds each call by its command timeout, 1 s by default).
 type Backend interface {
 	// Heroes returns the live heroes of dispatch's merged view, in any
 	// order.
@@ -70,17 +75,6 @@ type Backend interface {
 	CityHeroes(ctx context.Context, city crdt.Location) ([]crdt.Hero, error)
 }
 
-// Publisher takes events for the open pages. *Hub implements it; the
-// backend publishes a delta event whenever dispatch's replica changes
-// (the effective delta returned by crdt.Replica.Merge or by a local write)
-// and a cluster event whenever a city's status, hero count or digest
-// changes. Publish must not block.
-type Publisher interface {
-	Publish(Event)
-}
-
-var _ Publisher = (*Hub)(nil)
-
 // ClusterStatus is the state of every city as dispatch sees it.
 type ClusterStatus struct {
 	// Cities lists every known city in a stable order.
@@ -111,80 +105,4 @@ type CityStatus struct {
 	// Lag is how long the city's digest has differed from the digest most
 	// up cities share; 0 when it is in sync.
 	Lag time.Duration
-}
-
-// statusError gives an error an HTTP status that overrides the mapping in
-// statusOf, for the few cases that depend on the request (a dead hero is
-// 410 on GET but 409 on assign) and for request validation.
-type statusError struct {
-	status int
-	err    error
-}
-
-func (e *statusError) Error() string { return e.err.Error() }
-func (e *statusError) Unwrap() error { return e.err }
-
-// withStatus returns err carrying status.
-func withStatus(status int, err error) error { return &statusError{status: status, err: err} }
-
-// badRequest returns a 400 error with msg.
-func badRequest(msg string) error { return withStatus(http.StatusBadRequest, errors.New(msg)) }
-
-// statusOf maps an error to its HTTP status. It is the only place that
-// does so; WebSocket error frames carry the same status.
-func statusOf(err error) int {
-	var se *statusError
-	var he *echo.HTTPError
-	switch {
-	case err == nil:
-		return http.StatusOK
-	case errors.As(err, &se):
-		return se.status
-	case errors.As(err, &he):
-		return he.Code
-	case errors.Is(err, crdt.ErrUnknown):
-		return http.StatusNotFound
-	case errors.Is(err, crdt.ErrDead):
-		return http.StatusConflict
-	case errors.Is(err, crdt.ErrLocation), errors.Is(err, ErrUnknownCity):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrCityDown),
-		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, context.Canceled):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-// errorMessage is the text a client sees for err with status. Internal
-// errors are not shown; everything else is the error's own text.
-func errorMessage(err error, status int) string {
-	var he *echo.HTTPError
-	if errors.As(err, &he) {
-		msg, ok := he.Message.(string)
-		if !ok || msg == http.StatusText(he.Code) {
-			msg = lowerStatusText(he.Code)
-		}
-		return msg
-	}
-	switch {
-	case status == http.StatusInternalServerError:
-		return "internal server error"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "dispatch: timed out waiting for the cluster"
-	}
-	return err.Error()
-}
-
-func lowerStatusText(code int) string {
-	b := []byte(http.StatusText(code))
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	if len(b) == 0 {
-		return "error"
-	}
-	return string(b)
 }
