@@ -9,6 +9,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/internal/supervise"
 )
 
@@ -60,6 +61,10 @@ func (a *periodicActor) onTick() {
 	switch {
 	case errors.Is(err, a.skip):
 		a.log.Debug("round skipped", "reason", err)
+	case errors.Is(err, crdt.ErrClockOffset):
+		// A city whose clock is too far ahead is not a fault of this
+		// actor: its writes are refused and it shows as diverged.
+		a.log.Debug("round refused a city's writes", append(attrs, "err", err)...)
 	case err != nil:
 		a.log.Warn("round failed; crashing", append(attrs, "err", err)...)
 		panic(err)

@@ -203,6 +203,12 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 		if err := d.UnmarshalBinary(reply.Delta); err != nil {
 			return crdt.Hero{}, fmt.Errorf("assign reply from %s: %w", to, err)
 		}
+		if err := b.store.CheckOffset(d); err != nil {
+			// The city's clock is too far ahead: its write stays there
+			// and is shown as divergence, never merged here.
+			b.log.Warn("assign reply refused", "city", to, "err", err)
+			return crdt.Hero{}, fmt.Errorf("%w: %s: %w", service.ErrCityDown, to, err)
+		}
 		b.store.Merge(d)
 	}
 	switch reply.Error {

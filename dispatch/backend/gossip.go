@@ -165,6 +165,9 @@ func syncStore(ctx context.Context, cities Cities, store *Store, c crdt.Location
 		if err := in.UnmarshalBinary(reply.Msg); err != nil {
 			return changed, fmt.Errorf("sync dispatch with %s: %w", c, err)
 		}
+		if err := store.CheckOffset(in.Delta); err != nil {
+			return changed, fmt.Errorf("sync dispatch with %s: %w", c, err)
+		}
 		var d crdt.Delta
 		out, d = store.Sync(in)
 		changed += d.Len()
@@ -207,6 +210,9 @@ func (p *Poller) Poll(ctx context.Context) (crdt.Location, int, error) {
 	}
 	var d crdt.Delta
 	if err := d.UnmarshalBinary(st.Delta); err != nil {
+		return c, 0, fmt.Errorf("poll %s: %w", c, err)
+	}
+	if err := p.Store.CheckOffset(d); err != nil {
 		return c, 0, fmt.Errorf("poll %s: %w", c, err)
 	}
 	return c, p.Store.Merge(d).Len(), nil

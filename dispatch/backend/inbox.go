@@ -3,6 +3,7 @@ package backend
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
@@ -13,11 +14,16 @@ import (
 	"github.com/superhero-cluster/superhero/replication"
 )
 
+// RefusalLogInterval is how often at most a refused push from one city is
+// logged.
+const RefusalLogInterval = 10 * time.Second
+
 // InboxKind returns the cluster kind through which cities push their
 // writes to dispatch: a grain that merges every pushed delta into the
 // store, whose change hook feeds the pages at once.
 func InboxKind(store *Store, log *slog.Logger) *cluster.Kind {
 	log = log.With("actor", "inbox")
+	refusedAt := map[string]time.Time{} // only the inbox actor touches it
 	return cluster.NewKind(messages.DispatchKind, actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
 		case *messages.Replicate:
@@ -31,7 +37,11 @@ func InboxKind(store *Store, log *slog.Logger) *cluster.Kind {
 				return
 			}
 			if err := store.CheckOffset(m2.Delta); err != nil {
-				log.Warn("pushed delta refused", "from", m2.From, "err", err)
+				// At most one line per peer per interval.
+				if now := time.Now(); now.Sub(refusedAt[m2.From]) >= RefusalLogInterval {
+					refusedAt[m2.From] = now
+					log.Warn("pushed delta refused", "from", m2.From, "err", err)
+				}
 				return
 			}
 			store.Merge(m2.Delta)
