@@ -2,10 +2,12 @@
 //
 //	go run ./dispatch
 //
-// It joins the cluster (hosting no grain of its own), keeps its own replica
-// of the superheroes, runs the gossip and poll actors under a one_for_one
-// supervisor (3 restarts in 1 s), and serves the live page, its WebSocket
-// feed and a JSON API on http://127.0.0.1:4900.
+// It joins the cluster (hosting its inbox kind, through which the cities'
+// replication engines reach its own), keeps its own replica of the
+// superheroes in one actor under a one_for_one supervisor (3 restarts in
+// 1 s) whose replication engine pushes dispatch's writes and runs the
+// original's gossip and poll, and serves the live page, its WebSocket feed
+// and a JSON API on http://127.0.0.1:4900.
 package main
 
 import (
@@ -14,14 +16,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/backend"
@@ -30,8 +30,10 @@ import (
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/node"
+	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/city"
 	"github.com/superhero-cluster/superhero/messages"
+	"github.com/superhero-cluster/superhero/replication"
 )
 
 func main() {
@@ -64,7 +66,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	proto, err := backend.ParseProtocol(*protocol)
+	proto, err := replication.ParseProtocol(*protocol)
 	if err != nil {
 		return err
 	}
@@ -83,18 +85,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg.Cookie = layout.Cookie(*cookie)
 	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
 	defer hub.Close()
-	rules := city.DefaultConfig()
 	clock := crdt.NewClock(messages.DispatchName, clockFlags.Phys())
-	store := backend.NewStore(clock, rules, func(d crdt.Delta) { hub.Publish(service.DeltaEvent(d)) })
-	store.SetMaxClockOffset(clockFlags.MaxOffset)
 
-	// In the default protocol cities push their writes to dispatch's
-	// kind, which merges them into the store and so onto every page.
-	var kinds []*cluster.Kind
-	if proto == backend.ProtocolDefault {
-		kinds = append(kinds, backend.InboxKind(store, log))
-	}
-	n, err := node.Start(ctx, cfg, base, kinds...)
+	// Cities' engines reach dispatch's through its inbox kind, which
+	// hands their messages to the replica actor once it runs.
+	var replicaRef atomic.Pointer[backend.Replica]
+	inbox := backend.InboxKind(replicaRef.Load, log)
+	n, err := node.Start(ctx, cfg, base, inbox)
 	if err != nil {
 		return err
 	}
@@ -103,22 +100,31 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Warn("stop", "err", err)
 		}
 	}()
+	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
+	defer transport.Close()
 
-	cities := backend.NodeCities{Node: n}
-	be := backend.New(backend.Config{Protocol: proto, Seed: *seed, Logger: log}, store, cities, hub)
-
-	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(*seed, 1)), Protocol: proto, Log: log}
-	if proto == backend.ProtocolDefault {
-		g.Store = store
+	rc := replication.Preset(messages.DispatchName, replication.RoleDispatch, proto)
+	rc.GossipInterval, rc.PollInterval, rc.Seed = *gossip, *poll, *seed
+	rc.MaxClockOffset = clockFlags.MaxOffset
+	if rc.MaxClockOffset == 0 {
+		rc.MaxClockOffset = -1 // off
 	}
-	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(*seed, 2)), Store: store, Protocol: proto}
-	group, err := backend.SpawnActors(n.ActorSystem(), backend.ActorsConfig{
-		GossipInterval: *gossip, PollInterval: *poll, Logger: log,
-	}, g, p)
+	replica, group, err := backend.SpawnReplica(n.ActorSystem(), backend.ReplicaConfig{
+		Clock:       clock,
+		Rules:       city.DefaultConfig(),
+		Replication: rc,
+		Transport:   transport,
+		Publish:     func(d crdt.Delta) { hub.Publish(service.DeltaEvent(d)) },
+		Logger:      log,
+	})
 	if err != nil {
 		return err
 	}
 	defer group.Stop()
+	replicaRef.Store(replica)
+
+	cities := backend.NodeCities{Node: n}
+	be := backend.New(backend.Config{Seed: *seed, Logger: log}, replica, cities, hub)
 
 	webCfg := web.DefaultConfig()
 	webCfg.Addr = *httpAddr

@@ -2,62 +2,66 @@ package backend
 
 import (
 	"context"
-
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/service"
 	"github.com/superhero-cluster/superhero/messages"
 )
 
+// Cities reaches the city grains of the cluster by request: assignments,
+// bombs, status probes and replica reads. Replication does not go through
+// it (see Replica).
+type Cities interface {
+	// Up returns the cities currently in the cluster topology, sorted.
+	Up() []crdt.Location
+	// Request sends msg to the city's grain and returns its reply. It never
+	// waits past ctx's deadline.
+	Request(ctx context.Context, city crdt.Location, msg proto.Message) (proto.Message, error)
+}
+
+// request sends msg and checks the reply's type.
+func request[T proto.Message](ctx context.Context, c Cities, city crdt.Location, msg proto.Message) (T, error) {
+	var zero T
+	res, err := c.Request(ctx, city, msg)
+	if err != nil {
+		return zero, err
+	}
+	v, ok := res.(T)
+	if !ok {
+		return zero, fmt.Errorf("backend: %s answered %T to %T", city, res, msg)
+	}
+	return v, nil
+}
+
 // Config configures the Backend. Zero fields take the documented defaults.
 type Config struct {
-	// Protocol selects how dispatch's writes spread. Default
-	// ProtocolDefault: coalesced deltas pushed to every city that is up.
-	// ProtocolOriginal sends the whole replica to one random city per
-	// write, as the original.
-	Protocol Protocol
 	// Cities are the cities known from the start. More are learned from
 	// the cluster topology. Default crdt.DefaultCities.
 	Cities []crdt.Location
-	// PushWindow is how long dispatch's writes are coalesced before one
-	// push. Default 2 ms.
-	PushWindow time.Duration
-	// PushTimeout bounds one push request. Default 1 s.
-	PushTimeout time.Duration
-	// StatusInterval is how often city status is refreshed for the pages.
+	// StatusInterval is how often city status is probed for the pages.
 	// Default 500 ms.
 	StatusInterval time.Duration
 	// StatusTimeout bounds one city's status request. Default 400 ms.
 	StatusTimeout time.Duration
-	// TombstoneTTL and GCInterval: see cityactor.Config. Defaults 10 min
-	// and 1 min.
-	TombstoneTTL, GCInterval time.Duration
-	// Seed seeds random choices (which city to bomb or push to).
+	// Seed seeds random choices (which city to bomb).
 	Seed uint64
 	// Logger receives log lines. Default slog.Default().
 	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
-	if c.Protocol == "" {
-		c.Protocol = ProtocolDefault
-	}
 	if len(c.Cities) == 0 {
 		c.Cities = crdt.DefaultCities
-	}
-	if c.PushWindow <= 0 {
-		c.PushWindow = 2 * time.Millisecond
-	}
-	if c.PushTimeout <= 0 {
-		c.PushTimeout = time.Second
 	}
 	if c.StatusInterval <= 0 {
 		c.StatusInterval = 500 * time.Millisecond
@@ -65,43 +69,31 @@ func (c Config) withDefaults() Config {
 	if c.StatusTimeout <= 0 {
 		c.StatusTimeout = 400 * time.Millisecond
 	}
-	if c.TombstoneTTL <= 0 {
-		c.TombstoneTTL = crdt.DefaultTombstoneTTL
-	}
-	if c.GCInterval <= 0 {
-		c.GCInterval = crdt.DefaultCollectPeriod
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return c
 }
 
-// Backend implements service.Backend over dispatch's Store and the cities.
+// Backend implements service.Backend: commands and reads go to dispatch's
+// replica actor (Replica), assignments, bombs and city reads to the cities
+// by request; a status loop probes the cities for the pages. Each job keeps
+// its own state: the replica actor its replica, reach which cities answer,
+// status the page's bookkeeping, last the latest status (read without
+// locks).
 type Backend struct {
-	cfg    Config
-	store  *Store
-	cities Cities
-	pub    service.Publisher
-	log    *slog.Logger
+	cfg     Config
+	replica *Replica
+	cities  Cities
+	pub     service.Publisher
+	log     *slog.Logger
 
-	mu    sync.Mutex
+	reach  reachability
+	status statusTracker
+	last   atomic.Pointer[service.ClusterStatus]
+
+	rngMu sync.Mutex
 	rng   *rand.Rand
-	known map[crdt.Location]bool
-	// unreachable are cities still in the topology that failed their last
-	// status request: a killed node stays in the topology until the
-	// provider's next poll, and requests to it would only time out.
-	unreachable map[crdt.Location]bool
-	pending     map[uuid.UUID]crdt.Hero
-	kick        chan struct{}
-	last        service.ClusterStatus
-	// Per city, for the pages: the incarnation last seen, when it last
-	// restarted, and since when its digest has differed from the others'.
-	incarnation map[crdt.Location]uint64
-	restartedAt map[crdt.Location]time.Time
-	divergedAt  map[crdt.Location]time.Time
-	// recovered says a restarted city has been in sync since.
-	recovered map[crdt.Location]bool
 }
 
 // ShowRestart is how long a restarted city is reported as restarting at
@@ -110,91 +102,89 @@ const ShowRestart = 1500 * time.Millisecond
 
 var _ service.Backend = (*Backend)(nil)
 
-// New returns a Backend. Call Run to start its background work.
-func New(cfg Config, store *Store, cities Cities, pub service.Publisher) *Backend {
+// New returns a Backend. Call Run to start its status loop.
+func New(cfg Config, replica *Replica, cities Cities, pub service.Publisher) *Backend {
 	cfg = cfg.withDefaults()
 	b := &Backend{
-		cfg:         cfg,
-		store:       store,
-		cities:      cities,
-		pub:         pub,
-		log:         cfg.Logger.With("actor", "backend"),
-		rng:         rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
-		known:       map[crdt.Location]bool{},
-		unreachable: map[crdt.Location]bool{},
-		pending:     map[uuid.UUID]crdt.Hero{},
-		kick:        make(chan struct{}, 1),
-		incarnation: map[crdt.Location]uint64{},
-		restartedAt: map[crdt.Location]time.Time{},
-		divergedAt:  map[crdt.Location]time.Time{},
-		recovered:   map[crdt.Location]bool{},
+		cfg:     cfg,
+		replica: replica,
+		cities:  cities,
+		pub:     pub,
+		log:     cfg.Logger.With("actor", "backend"),
+		reach:   reachability{cities: cities, known: map[crdt.Location]bool{}, unreachable: map[crdt.Location]bool{}},
+		status:  newStatusTracker(cfg.Logger.With("actor", "status")),
+		rng:     rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
 	}
 	for _, c := range cfg.Cities {
-		b.known[c] = true
+		b.reach.known[c] = true
 	}
+	initial := service.ClusterStatus{}
+	for _, c := range b.reach.knownCities() {
+		initial.Cities = append(initial.Cities, service.CityStatus{Name: c})
+	}
+	b.last.Store(&initial)
 	return b
 }
 
-// Run pushes dispatch's writes, refreshes city status for the pages and
-// collects tombstones until ctx ends.
+// Run probes the cities' status for the pages until ctx ends, publishing
+// a cluster event when it changes.
 func (b *Backend) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); b.pushLoop(ctx) }()
-	go func() { defer wg.Done(); b.statusLoop(ctx) }()
-	wg.Wait()
+	t := time.NewTicker(b.cfg.StatusInterval)
+	defer t.Stop()
+	for {
+		b.refreshStatus(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Heroes implements service.Backend.
-func (b *Backend) Heroes() []crdt.Hero { return b.store.Heroes() }
+func (b *Backend) Heroes() []crdt.Hero {
+	hs, err := b.replica.Heroes()
+	if err != nil {
+		b.log.Warn("heroes", "err", err)
+	}
+	return hs
+}
 
 // Hero implements service.Backend.
-func (b *Backend) Hero(id uuid.UUID) (crdt.Hero, error) { return b.store.Lookup(id) }
+func (b *Backend) Hero(id uuid.UUID) (crdt.Hero, error) { return b.replica.Lookup(id) }
 
 // Create implements service.Backend: the hero is acknowledged once it is in
-// dispatch's replica; the push to the cities follows within PushWindow.
+// dispatch's replica; the engine pushes it to the cities at once.
 func (b *Backend) Create(_ context.Context, name string) (crdt.Hero, error) {
-	h, d, err := b.store.Create(name)
-	if err != nil {
-		return crdt.Hero{}, err
-	}
-	b.push(d)
-	return h, nil
+	return b.replica.Create(name)
 }
 
 // Delete implements service.Backend.
-func (b *Backend) Delete(_ context.Context, id uuid.UUID) error {
-	d, err := b.store.Delete(id)
-	if err != nil {
-		return err
-	}
-	b.push(d)
-	return nil
-}
+func (b *Backend) Delete(_ context.Context, id uuid.UUID) error { return b.replica.Delete(id) }
 
 // Assign implements service.Backend. Home is applied by dispatch; a city
-// applies its own assignment and answers with the result.
+// applies its own assignment and answers with the result, which dispatch
+// merges, so an assignment to a city is on two replicas when answered.
 func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (crdt.Hero, error) {
 	if to == crdt.Home {
-		h, d, err := b.store.AssignHome(id)
-		if err != nil {
-			return crdt.Hero{}, err
-		}
-		b.push(d)
-		return h, nil
+		return b.replica.AssignHome(id)
 	}
 	if err := b.checkCity(to); err != nil {
 		return crdt.Hero{}, err
 	}
-	if _, err := b.store.Lookup(id); err != nil {
+	if _, err := b.replica.Lookup(id); err != nil {
 		return crdt.Hero{}, err
 	}
-	hint, err := b.store.Entry(id).MarshalBinary()
+	entry, err := b.replica.Entry(id)
+	if err != nil {
+		return crdt.Hero{}, err
+	}
+	hint, err := entry.MarshalBinary()
 	if err != nil {
 		return crdt.Hero{}, err
 	}
 	reply, err := request[*messages.AssignReply](ctx, b.cities, to, &messages.AssignHero{HeroId: id.String(), Context: hint})
-	b.setReachable(to, err == nil)
+	b.reach.set(to, err == nil)
 	if err != nil {
 		return crdt.Hero{}, fmt.Errorf("%w: %s: %w", service.ErrCityDown, to, err)
 	}
@@ -203,13 +193,12 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 		if err := d.UnmarshalBinary(reply.Delta); err != nil {
 			return crdt.Hero{}, fmt.Errorf("assign reply from %s: %w", to, err)
 		}
-		if err := b.store.CheckOffset(d); err != nil {
+		if err := b.replica.Merge(string(to), d); err != nil {
 			// The city's clock is too far ahead: its write stays there
 			// and is shown as divergence, never merged here.
 			b.log.Warn("assign reply refused", "city", to, "err", err)
 			return crdt.Hero{}, fmt.Errorf("%w: %s: %w", service.ErrCityDown, to, err)
 		}
-		b.store.Merge(d)
 	}
 	switch reply.Error {
 	case messages.AssignError_ASSIGN_OK:
@@ -231,38 +220,35 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 // Bomb implements service.Backend.
 func (b *Backend) Bomb(ctx context.Context, c crdt.Location) (crdt.Location, error) {
 	if c == "" {
-		up := b.reachable()
+		up := b.reach.reachable()
 		if len(up) == 0 {
 			return "", fmt.Errorf("%w: no city is up", service.ErrCityDown)
 		}
-		b.mu.Lock()
+		b.rngMu.Lock()
 		c = up[b.rng.IntN(len(up))]
-		b.mu.Unlock()
+		b.rngMu.Unlock()
 	}
 	if err := b.checkCity(c); err != nil {
 		return "", err
 	}
 	_, err := request[*messages.BombAck](ctx, b.cities, c, &messages.Bomb{})
-	b.setReachable(c, err == nil)
+	b.reach.set(c, err == nil)
 	if err != nil {
 		return "", fmt.Errorf("%w: %s: %w", service.ErrCityDown, c, err)
 	}
-	b.mu.Lock()
-	b.restartedAt[c] = time.Now()
-	b.recovered[c] = false
-	b.mu.Unlock()
+	b.status.bombed(c, time.Now())
 	// The web layer flashes "<city> has been destroyed" to every page.
 	b.log.Warn("city bombed", "city", c)
 	return c, nil
 }
 
-// CityHeroes implements service.Backend.
+// CityHeroes implements service.Backend. A failed read is the reader's
+// error: it never marks the city down (only the status probe decides).
 func (b *Backend) CityHeroes(ctx context.Context, c crdt.Location) ([]crdt.Hero, error) {
 	if err := b.checkCity(c); err != nil {
 		return nil, err
 	}
 	st, err := request[*messages.State](ctx, b.cities, c, &messages.GetState{})
-	b.setReachable(c, err == nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", service.ErrCityDown, c, err)
 	}
@@ -279,20 +265,27 @@ func (b *Backend) CityHeroes(ctx context.Context, c crdt.Location) ([]crdt.Hero,
 	return live, nil
 }
 
-// Cluster implements service.Backend: it asks every known city for its digest
-// in parallel, each within StatusTimeout.
-func (b *Backend) Cluster(ctx context.Context) service.ClusterStatus {
-	up := b.up()
-	isUp := map[crdt.Location]bool{}
-	for _, c := range up {
-		isUp[c] = true
-	}
-	names := b.knownCities()
+// Cluster implements service.Backend: the status last probed. It sends no
+// request and changes no bookkeeping.
+func (b *Backend) Cluster(context.Context) service.ClusterStatus { return b.LastStatus() }
+
+// LastStatus returns the most recent city status.
+func (b *Backend) LastStatus() service.ClusterStatus {
+	cs := *b.last.Load()
+	cs.Cities = slices.Clone(cs.Cities)
+	return cs
+}
+
+// probe asks every known city that is up for its digest, in parallel, each
+// within StatusTimeout, and annotates the answers for the pages.
+func (b *Backend) probe(ctx context.Context) service.ClusterStatus {
+	up := b.reach.up()
+	names := b.reach.knownCities()
 	cs := service.ClusterStatus{Cities: make([]service.CityStatus, len(names))}
 	var wg sync.WaitGroup
 	for i, c := range names {
 		cs.Cities[i].Name = c
-		if !isUp[c] {
+		if !slices.Contains(up, c) {
 			continue
 		}
 		wg.Add(1)
@@ -301,7 +294,7 @@ func (b *Backend) Cluster(ctx context.Context) service.ClusterStatus {
 			ctx, cancel := context.WithTimeout(ctx, b.cfg.StatusTimeout)
 			defer cancel()
 			r, err := request[*messages.DigestReply](ctx, b.cities, c, &messages.GetDigest{})
-			b.setReachable(c, err == nil)
+			b.reach.set(c, err == nil)
 			if err != nil {
 				return
 			}
@@ -315,45 +308,168 @@ func (b *Backend) Cluster(ctx context.Context) service.ClusterStatus {
 	}
 	wg.Wait()
 	cs.InSync = inSync(cs.Cities)
-	b.annotate(cs.Cities, time.Now())
+	b.status.annotate(cs.Cities, time.Now())
 	return cs
 }
 
+func (b *Backend) refreshStatus(ctx context.Context) {
+	cs := b.probe(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	prev := b.last.Load()
+	if slices.Equal(cs.Cities, prev.Cities) && cs.InSync == prev.InSync {
+		return
+	}
+	for _, c := range cs.Cities {
+		if i := slices.IndexFunc(prev.Cities, func(o service.CityStatus) bool { return o.Name == c.Name }); i >= 0 && prev.Cities[i].Up != c.Up {
+			b.log.Info("city status changed", "city", c.Name, "up", c.Up)
+		}
+	}
+	b.last.Store(&cs)
+	b.pub.Publish(service.ClusterEvent(cs))
+}
+
+// checkCity returns ErrUnknownCity or ErrCityDown for a city that cannot
+// be asked now. Knowing the topology, dispatch answers 503 at once instead
+// of waiting for a request to a dead node to time out.
+func (b *Backend) checkCity(c crdt.Location) error {
+	if !c.IsCity() || !b.reach.isKnown(c) {
+		return fmt.Errorf("%w: %q", service.ErrUnknownCity, c)
+	}
+	if !slices.Contains(b.reach.reachable(), c) {
+		return fmt.Errorf("%w: %s is down", service.ErrCityDown, c)
+	}
+	return nil
+}
+
+// reachability knows which cities exist and which answer.
+type reachability struct {
+	cities Cities
+
+	mu    sync.Mutex
+	known map[crdt.Location]bool
+	// unreachable are cities still in the topology that failed their last
+	// status request or command: a killed node stays in the topology until
+	// the provider's next poll, and requests to it would only time out.
+	unreachable map[crdt.Location]bool
+}
+
+// up returns the cities up in the topology now, learning new ones.
+func (r *reachability) up() []crdt.Location {
+	up := r.cities.Up()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range up {
+		r.known[c] = true
+	}
+	return up
+}
+
+// reachable returns the cities up in the topology that did not fail their
+// latest request.
+func (r *reachability) reachable() []crdt.Location {
+	up := r.up()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.DeleteFunc(up, func(c crdt.Location) bool { return r.unreachable[c] })
+}
+
+// set records the outcome of a request to c.
+func (r *reachability) set(c crdt.Location, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ok {
+		delete(r.unreachable, c)
+	} else {
+		r.unreachable[c] = true
+	}
+}
+
+func (r *reachability) isKnown(c crdt.Location) bool {
+	r.up()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.known[c]
+}
+
+func (r *reachability) knownCities() []crdt.Location {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]crdt.Location, 0, len(r.known))
+	for c := range r.known {
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// statusTracker keeps, per city, what the pages are shown beyond a probe:
+// the incarnation last seen, when it last restarted, since when its digest
+// has differed from the others', and whether it has caught up since.
+type statusTracker struct {
+	log *slog.Logger
+
+	mu          sync.Mutex
+	incarnation map[crdt.Location]uint64
+	restartedAt map[crdt.Location]time.Time
+	divergedAt  map[crdt.Location]time.Time
+	recovered   map[crdt.Location]bool
+}
+
+func newStatusTracker(log *slog.Logger) statusTracker {
+	return statusTracker{
+		log:         log,
+		incarnation: map[crdt.Location]uint64{},
+		restartedAt: map[crdt.Location]time.Time{},
+		divergedAt:  map[crdt.Location]time.Time{},
+		recovered:   map[crdt.Location]bool{},
+	}
+}
+
+// bombed records that c was bombed at now.
+func (s *statusTracker) bombed(c crdt.Location, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.restartedAt[c] = now
+	s.recovered[c] = false
+}
+
 // annotate fills in Restarting and Lag from what earlier status reads saw.
-func (b *Backend) annotate(cities []service.CityStatus, now time.Time) {
+func (s *statusTracker) annotate(cities []service.CityStatus, now time.Time) {
 	common := commonDigest(cities)
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for i := range cities {
 		c := &cities[i]
 		if !c.Up {
-			delete(b.divergedAt, c.Name)
+			delete(s.divergedAt, c.Name)
 			continue
 		}
-		if prev, ok := b.incarnation[c.Name]; ok && c.Incarnation > prev {
-			if b.restartedAt[c.Name].Before(now.Add(-ShowRestart)) {
-				b.restartedAt[c.Name] = now
+		if prev, ok := s.incarnation[c.Name]; ok && c.Incarnation > prev {
+			if s.restartedAt[c.Name].Before(now.Add(-ShowRestart)) {
+				s.restartedAt[c.Name] = now
 			}
-			b.recovered[c.Name] = false
-			b.log.Info("city restarted", "city", c.Name, "incarnation", c.Incarnation)
+			s.recovered[c.Name] = false
+			s.log.Info("city restarted", "city", c.Name, "incarnation", c.Incarnation)
 		}
-		b.incarnation[c.Name] = c.Incarnation
+		s.incarnation[c.Name] = c.Incarnation
 		synced := c.Digest == common
 		if synced {
-			delete(b.divergedAt, c.Name)
-		} else if _, ok := b.divergedAt[c.Name]; !ok {
-			b.divergedAt[c.Name] = now
+			delete(s.divergedAt, c.Name)
+		} else if _, ok := s.divergedAt[c.Name]; !ok {
+			s.divergedAt[c.Name] = now
 		}
-		if since, ok := b.divergedAt[c.Name]; ok {
+		if since, ok := s.divergedAt[c.Name]; ok {
 			c.Lag = max(now.Sub(since), time.Millisecond)
 		}
 		// Restarting: shown for ShowRestart at least, then until the city
 		// has caught up once; diverging later is lag, not a restart.
 		if synced {
-			b.recovered[c.Name] = true
+			s.recovered[c.Name] = true
 		}
-		restarted := !b.restartedAt[c.Name].IsZero()
-		c.Restarting = restarted && (now.Sub(b.restartedAt[c.Name]) < ShowRestart || !b.recovered[c.Name])
+		restarted := !s.restartedAt[c.Name].IsZero()
+		c.Restarting = restarted && (now.Sub(s.restartedAt[c.Name]) < ShowRestart || !s.recovered[c.Name])
 	}
 }
 
@@ -394,199 +510,4 @@ func inSync(cities []service.CityStatus) bool {
 		}
 	}
 	return first != nil
-}
-
-// checkCity returns ErrUnknownCity or ErrCityDown for a city that cannot
-// be asked now. Knowing the topology, dispatch answers 503 at once instead
-// of waiting for a request to a dead node to time out.
-func (b *Backend) checkCity(c crdt.Location) error {
-	if !c.IsCity() || !b.isKnown(c) {
-		return fmt.Errorf("%w: %q", service.ErrUnknownCity, c)
-	}
-	if !slices.Contains(b.reachable(), c) {
-		return fmt.Errorf("%w: %s is down", service.ErrCityDown, c)
-	}
-	return nil
-}
-
-// reachable returns the cities up in the topology that did not fail their
-// latest status request.
-func (b *Backend) reachable() []crdt.Location {
-	up := b.up()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return slices.DeleteFunc(up, func(c crdt.Location) bool { return b.unreachable[c] })
-}
-
-// setReachable records the outcome of a request to c.
-func (b *Backend) setReachable(c crdt.Location, ok bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if ok {
-		delete(b.unreachable, c)
-	} else {
-		b.unreachable[c] = true
-	}
-}
-
-// up returns the cities up now, learning new ones.
-func (b *Backend) up() []crdt.Location {
-	up := b.cities.Up()
-	b.mu.Lock()
-	for _, c := range up {
-		b.known[c] = true
-	}
-	b.mu.Unlock()
-	return up
-}
-
-func (b *Backend) isKnown(c crdt.Location) bool {
-	b.up()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.known[c]
-}
-
-func (b *Backend) knownCities() []crdt.Location {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := make([]crdt.Location, 0, len(b.known))
-	for c := range b.known {
-		out = append(out, c)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// push queues dispatch's write for the next coalesced push.
-func (b *Backend) push(d crdt.Delta) {
-	b.mu.Lock()
-	for _, h := range d.Heroes {
-		b.pending[h.ID] = h
-	}
-	b.mu.Unlock()
-	select {
-	case b.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (b *Backend) pushLoop(ctx context.Context) {
-	var last time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-b.kick:
-		}
-		// A write after a quiet spell goes out at once; a burst that
-		// follows gathers into one push at the end of the window.
-		if wait := b.cfg.PushWindow - time.Since(last); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		last = time.Now()
-		b.flush(ctx)
-	}
-}
-
-// flush sends the pending writes: as one delta to every city that is up,
-// or, in the original protocol, the whole replica to one random city.
-func (b *Backend) flush(ctx context.Context) {
-	b.mu.Lock()
-	if len(b.pending) == 0 {
-		b.mu.Unlock()
-		return
-	}
-	d := crdt.Delta{Heroes: make([]crdt.Hero, 0, len(b.pending))}
-	for _, h := range b.pending {
-		d.Heroes = append(d.Heroes, h)
-	}
-	clear(b.pending)
-	b.mu.Unlock()
-
-	up := b.up()
-	if len(up) == 0 {
-		b.log.Debug("push skipped: no city up; anti-entropy will deliver", "entries", d.Len())
-		return
-	}
-	targets := up
-	if b.cfg.Protocol == ProtocolOriginal {
-		d = b.store.State()
-		b.mu.Lock()
-		targets = []crdt.Location{up[b.rng.IntN(len(up))]}
-		b.mu.Unlock()
-	}
-	payload, err := d.MarshalBinary()
-	if err != nil {
-		b.log.Error("cannot encode push", "err", err)
-		return
-	}
-	var wg sync.WaitGroup
-	for _, c := range targets {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(ctx, b.cfg.PushTimeout)
-			defer cancel()
-			if _, err := request[*messages.MergeAck](ctx, b.cities, c, &messages.MergeDelta{Delta: payload, From: messages.DispatchName}); err != nil {
-				// Not lost: dispatch's replica still holds the write, and
-				// the gossip actor's anti-entropy with the cities delivers it.
-				b.log.Debug("push failed", "city", c, "entries", d.Len(), "err", err)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-// statusLoop refreshes city status for the pages, publishing a cluster
-// event when it changes, and collects tombstones.
-func (b *Backend) statusLoop(ctx context.Context) {
-	status := time.NewTicker(b.cfg.StatusInterval)
-	defer status.Stop()
-	gc := time.NewTicker(b.cfg.GCInterval)
-	defer gc.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-status.C:
-			b.refreshStatus(ctx)
-		case <-gc.C:
-			h := crdt.Horizon(time.Now().UnixNano(), int64(b.cfg.TombstoneTTL), int64(b.cfg.GCInterval))
-			if n := b.store.Collect(h); n > 0 {
-				b.log.Info("collected tombstones", "dropped", n)
-			}
-		}
-	}
-}
-
-func (b *Backend) refreshStatus(ctx context.Context) {
-	cs := b.Cluster(ctx)
-	b.mu.Lock()
-	changed := !slices.Equal(cs.Cities, b.last.Cities) || cs.InSync != b.last.InSync
-	if changed {
-		for _, c := range cs.Cities {
-			if i := slices.IndexFunc(b.last.Cities, func(o service.CityStatus) bool { return o.Name == c.Name }); i >= 0 && b.last.Cities[i].Up != c.Up {
-				b.log.Info("city status changed", "city", c.Name, "up", c.Up)
-			}
-		}
-		b.last = cs
-	}
-	b.mu.Unlock()
-	if changed {
-		b.pub.Publish(service.ClusterEvent(cs))
-	}
-}
-
-// LastStatus returns the most recent city status, for new pages.
-func (b *Backend) LastStatus() service.ClusterStatus {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.last
 }

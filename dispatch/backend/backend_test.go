@@ -3,19 +3,21 @@ package backend_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/backend"
 	"github.com/superhero-cluster/superhero/dispatch/service"
+	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/testkit"
 	"github.com/superhero-cluster/superhero/locations/city"
 	"github.com/superhero-cluster/superhero/messages"
+	"github.com/superhero-cluster/superhero/replication"
 )
 
 // recorder is a service.Publisher that keeps what it is given.
@@ -30,6 +32,30 @@ func (r *recorder) Publish(ev service.Event) {
 	r.events = append(r.events, ev)
 }
 
+// deltas returns every entry published in delta events, in order.
+func (r *recorder) deltas() []crdt.Hero {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []crdt.Hero
+	for _, ev := range r.events {
+		if ev.Kind == service.KindDelta {
+			out = append(out, ev.Heroes...)
+		}
+	}
+	return out
+}
+
+// heroesSeen counts the distinct heroes published live.
+func (r *recorder) heroesSeen() int {
+	seen := map[uuid.UUID]bool{}
+	for _, h := range r.deltas() {
+		if !h.Dead {
+			seen[h.ID] = true
+		}
+	}
+	return len(seen)
+}
+
 func (r *recorder) flashes() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -42,17 +68,69 @@ func (r *recorder) flashes() []string {
 	return out
 }
 
-func newBackend(t *testing.T, cities *fakeCities) (*backend.Backend, *backend.Store, *recorder) {
+// fastGossip makes dispatch's gossip and poll run every few milliseconds.
+var fastGossip = func(rc *replication.Config) {
+	rc.GossipInterval, rc.PollInterval = 5*time.Millisecond, 7*time.Millisecond
+}
+
+// newBackend starts dispatch's replica actor and Backend over fake cities.
+// Options adjust the replication policy (default: the production preset,
+// gossip every second).
+func newBackend(t *testing.T, cities *fakeCities, opts ...func(*replication.Config)) (*backend.Backend, *backend.Replica, *recorder) {
 	t.Helper()
+	system := actor.NewActorSystem()
+	t.Cleanup(system.Shutdown)
 	pub := &recorder{}
-	store := backend.NewStore(crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(),
-		func(d crdt.Delta) { pub.Publish(service.DeltaEvent(d)) })
-	b := backend.New(backend.Config{Logger: slog.New(slog.DiscardHandler), Seed: 1}, store, cities, pub)
+	rc := replication.DefaultDispatchConfig(messages.DispatchName)
+	rc.Seed = 1
+	for _, o := range opts {
+		o(&rc)
+	}
+	net := &fakeNet{f: cities}
+	replica, group, err := backend.SpawnReplica(system, backend.ReplicaConfig{
+		Clock:       crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }),
+		Rules:       city.DefaultConfig(),
+		Replication: rc,
+		Transport:   net,
+		Publish:     func(d crdt.Delta) { pub.Publish(service.DeltaEvent(d)) },
+		Logger:      logx.Test(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver := replica.Deliver
+	net.deliver.Store(&deliver)
+	t.Cleanup(group.Stop)
+	b := backend.New(backend.Config{Logger: logx.Test(t), Seed: 1, StatusInterval: 10 * time.Millisecond}, replica, cities, pub)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return b, store, pub
+	return b, replica, pub
+}
+
+func newID(t *testing.T) uuid.UUID {
+	t.Helper()
+	id, err := uuid.NewRandom()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// status waits for the probed status to satisfy cond and returns it.
+func status(t *testing.T, b *backend.Backend, what string, cond func(map[crdt.Location]service.CityStatus, service.ClusterStatus) bool) service.ClusterStatus {
+	t.Helper()
+	var cs service.ClusterStatus
+	testkit.AwaitCondition(t, 5*time.Second, func() bool {
+		cs = b.Cluster(context.Background())
+		byName := map[crdt.Location]service.CityStatus{}
+		for _, c := range cs.Cities {
+			byName[c.Name] = c
+		}
+		return cond(byName, cs)
+	}, what)
+	return cs
 }
 
 func TestBackendWritesReachTheCities(t *testing.T) {
@@ -133,41 +211,132 @@ func TestBackendClusterStatus(t *testing.T) {
 	ctx := context.Background()
 	cities.write(t, crdt.Gotham, 3)
 
-	cs := b.Cluster(ctx)
-	byName := map[crdt.Location]service.CityStatus{}
-	for _, c := range cs.Cities {
-		byName[c.Name] = c
-	}
-	if len(cs.Cities) != 3 || !byName[crdt.Gotham].Up || byName[crdt.Capitol].Up {
-		t.Fatalf("status %+v: want gotham and metropolis up, capitol (known, never seen) down", cs)
-	}
-	if cs.InSync || byName[crdt.Gotham].Heroes != 3 {
-		t.Fatalf("diverged replicas reported in sync: %+v", cs)
-	}
-	// Metropolis is behind the city with more heroes.
-	if byName[crdt.Metropolis].Lag == 0 || byName[crdt.Gotham].Lag != 0 {
-		t.Fatalf("lag: gotham %v metropolis %v", byName[crdt.Gotham].Lag, byName[crdt.Metropolis].Lag)
-	}
+	status(t, b, "gotham and metropolis up and diverged, capitol (known, never seen) down", func(by map[crdt.Location]service.CityStatus, cs service.ClusterStatus) bool {
+		return len(cs.Cities) == 3 && by[crdt.Gotham].Up && !by[crdt.Capitol].Up && !cs.InSync && by[crdt.Gotham].Heroes == 3 &&
+			// Metropolis is behind the city with more heroes.
+			by[crdt.Metropolis].Lag > 0 && by[crdt.Gotham].Lag == 0
+	})
 
-	// A bomb marks the city restarting and flashes every page.
+	// A bomb marks the city restarting.
 	c, err := b.Bomb(ctx, crdt.Gotham)
 	if err != nil || c != crdt.Gotham {
 		t.Fatalf("bomb: %v %v", c, err)
 	}
-	for _, s := range b.Cluster(ctx).Cities {
-		if s.Name == crdt.Gotham && !s.Restarting {
-			t.Fatal("a bombed city is not reported restarting")
-		}
-	}
+	status(t, b, "bombed gotham restarting", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool {
+		return by[crdt.Gotham].Restarting
+	})
 
 	cities.setDown(crdt.Metropolis, true)
-	for _, s := range b.Cluster(ctx).Cities {
-		if s.Name == crdt.Metropolis && s.Up {
-			t.Fatal("a city failing its status request is reported up")
-		}
-	}
+	status(t, b, "metropolis failing its status request shown down", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool {
+		return !by[crdt.Metropolis].Up
+	})
 	// Known to be unreachable: answered at once, without a request.
 	if _, err := b.Assign(ctx, uuid.New(), crdt.Metropolis); !errors.Is(err, service.ErrCityDown) {
 		t.Fatalf("assign to an unreachable city: %v", err)
+	}
+}
+
+// TestClusterReadsSendNothing: GET /api/cluster and page snapshots read the
+// last probed status; they never ask a city.
+func TestClusterReadsSendNothing(t *testing.T) {
+	cities := newFakeCities(t, crdt.Gotham)
+	b, _, _ := newBackend(t, cities)
+	status(t, b, "gotham up", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool { return by[crdt.Gotham].Up })
+	cities.mu.Lock()
+	cities.down[crdt.Gotham] = true // the probe loop now fails, but reads must not ask
+	before := cities.calls
+	cities.mu.Unlock()
+	for range 100 {
+		b.Cluster(context.Background())
+		b.LastStatus()
+	}
+	cities.mu.Lock()
+	after := cities.calls
+	cities.mu.Unlock()
+	// The status loop may probe a few times meanwhile; 100 reads asking
+	// would add 100.
+	if after-before >= 50 {
+		t.Fatalf("100 status reads made %d requests", after-before)
+	}
+}
+
+// TestGossipSpreadsACityWriteEverywhere: a write only one city holds
+// reaches dispatch's replica, the pages and the other cities through
+// dispatch's engine alone (the fake cities run no timers of their own).
+func TestGossipSpreadsACityWriteEverywhere(t *testing.T) {
+	for _, proto := range []replication.Protocol{replication.ProtocolDefault, replication.ProtocolOriginal} {
+		t.Run(string(proto), func(t *testing.T) {
+			cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis, crdt.Capitol)
+			cities.write(t, crdt.Gotham, 5)
+			b, _, pub := newBackend(t, cities, fastGossip, func(rc *replication.Config) {
+				if proto == replication.ProtocolOriginal {
+					g, p := rc.GossipInterval, rc.PollInterval
+					*rc = replication.OriginalDispatchConfig(messages.DispatchName)
+					rc.GossipInterval, rc.PollInterval = g, p
+				}
+			})
+			testkit.AwaitCondition(t, 10*time.Second, func() bool {
+				return cities.converged() && len(b.Heroes()) == 5
+			}, "gossip did not spread gotham's writes")
+			testkit.AwaitCondition(t, 5*time.Second, func() bool { return pub.heroesSeen() == 5 }, "the pages were not told")
+		})
+	}
+}
+
+// TestChangesArePublishedInOrder runs deletes against concurrent newer
+// writes from a city and checks the stream the pages get: a hero is never
+// live after its tombstone. Dispatch used to publish after unlocking its
+// store, so a merge could reach the pages after a later delete.
+func TestChangesArePublishedInOrder(t *testing.T) {
+	cities := newFakeCities(t, crdt.Gotham)
+	b, replica, pub := newBackend(t, cities)
+	ctx := context.Background()
+	city := crdt.NewReplica(crdt.NewClock("gotham", func() int64 { return time.Now().UnixNano() }))
+	const n = 200
+	var ids []uuid.UUID
+	for range n {
+		h, err := b.Create(ctx, "Racer")
+		if err != nil {
+			t.Fatal(err)
+		}
+		city.Merge(crdt.Delta{Heroes: []crdt.Hero{h}})
+		ids = append(ids, h.ID)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for _, id := range ids {
+			if err := b.Delete(ctx, id); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for _, id := range ids {
+			_, d, err := city.Update(id, func(h *crdt.Hero) { h.Patrolling = true })
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := replica.Merge("gotham", d); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	dead := map[uuid.UUID]bool{}
+	for _, h := range pub.deltas() {
+		if h.Dead {
+			dead[h.ID] = true
+		} else if dead[h.ID] {
+			t.Fatalf("%s published live after its tombstone", h.ID)
+		}
+	}
+	if len(dead) != n {
+		t.Fatalf("%d tombstones published, want %d", len(dead), n)
 	}
 }

@@ -6,15 +6,20 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/backend"
+	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/city"
 	"github.com/superhero-cluster/superhero/locations/cityactor"
 	"github.com/superhero-cluster/superhero/messages"
+	"github.com/superhero-cluster/superhero/replication"
 )
 
 // fakeCities serves requests from plain cityactor.Servers, without actors
@@ -135,6 +140,68 @@ func (f *fakeCities) converged() bool {
 		}
 		first = fp
 		i++
+	}
+	return true
+}
+
+// fakeNet carries dispatch's replication messages to the fake cities'
+// servers, each of which answers through its own engine, and the answers
+// back to dispatch's replica actor. Cities that are down drop messages.
+type fakeNet struct {
+	f       *fakeCities
+	deliver atomic.Pointer[func(*messages.Replicate)]
+}
+
+var _ backend.Transport = (*fakeNet)(nil)
+
+func (n *fakeNet) Peers() []replication.Peer {
+	var out []replication.Peer
+	for _, c := range n.f.Up() {
+		out = append(out, replication.Peer{Name: string(c), City: true})
+	}
+	return out
+}
+
+func (n *fakeNet) Send(m replication.Message) int {
+	p, err := wire.Encode(m)
+	if err != nil {
+		panic(err)
+	}
+	var answers []*messages.Replicate
+	n.f.mu.Lock()
+	s, ok := n.f.servers[crdt.Location(m.To)]
+	if ok && !n.f.down[crdt.Location(m.To)] {
+		s.Tick(nil)
+		if err := s.Step(p); err == nil && s.Engine().HasReady() {
+			for _, out := range s.Engine().Ready().Messages {
+				if out.To == messages.DispatchName {
+					a, err := wire.Encode(out)
+					if err != nil {
+						panic(err)
+					}
+					answers = append(answers, a)
+				}
+			}
+			s.Engine().Advance()
+		}
+	}
+	n.f.mu.Unlock()
+	if d := n.deliver.Load(); d != nil {
+		for _, a := range answers {
+			(*d)(a)
+		}
+	}
+	return len(p.Delta) + len(p.Sync)
+}
+
+// holds reports whether every fake city holds an entry for id.
+func (f *fakeCities) holds(id uuid.UUID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.servers {
+		if _, ok := s.Replica().Get(id); !ok {
+			return false
+		}
 	}
 	return true
 }
