@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cities := backend.NodeCities{Node: n}
 	be := backend.New(backend.Config{Protocol: proto, Seed: *seed, Logger: log}, store, cities, hub)
 
-	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(*seed, 1)), Protocol: proto, Log: log}
+	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(*seed, 1)), Protocol: proto}
 	if proto == backend.ProtocolDefault {
 		g.Store = store
 	}

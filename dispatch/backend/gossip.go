@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -71,7 +70,6 @@ type Gossiper struct {
 	Cities   Cities
 	Rand     *rand.Rand
 	Protocol Protocol
-	Log      *slog.Logger
 	// Store, when set in the default protocol, takes part in every round:
 	// dispatch's replica runs an exchange with one random city, so a push
 	// of dispatch's own writes that was lost is repaired within a round.

@@ -34,7 +34,7 @@ func TestGossipRoundConverges(t *testing.T) {
 			cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis)
 			cities.write(t, crdt.Gotham, 50)
 			cities.write(t, crdt.Metropolis, 3)
-			g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(1, 2)), Protocol: proto, Log: slog.New(slog.DiscardHandler)}
+			g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(1, 2)), Protocol: proto}
 			res, err := g.Round(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -164,7 +164,7 @@ func spawnActors(t *testing.T, cities *fakeCities, gossip, poll time.Duration) (
 	system := actor.NewActorSystem()
 	t.Cleanup(system.Shutdown)
 	store := backend.NewStore(crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }), city.DefaultConfig(), nil)
-	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(5, 6)), Protocol: backend.ProtocolDefault, Log: slog.New(slog.DiscardHandler)}
+	g := &backend.Gossiper{Cities: cities, Rand: rand.New(rand.NewPCG(5, 6)), Protocol: backend.ProtocolDefault}
 	p := &backend.Poller{Cities: cities, Rand: rand.New(rand.NewPCG(7, 8)), Store: store}
 	group, err := backend.SpawnActors(system, backend.ActorsConfig{
 		GossipInterval: gossip, PollInterval: poll, Logger: slog.New(slog.DiscardHandler),
