@@ -2,10 +2,12 @@
 //
 //	go run ./dispatch
 //
-// It joins the cluster (hosting no grain of its own), keeps its own replica
-// of the superheroes, runs the gossip and poll actors under a one_for_one
-// supervisor (3 restarts in 1 s), and serves the live page, its WebSocket
-// feed and a JSON API on http://127.0.0.1:4900.
+// It joins the cluster as messages.DispatchName, hosting one kind of its
+// own in the default protocol (messages.DispatchKind, the inbox where cities
+// push their writes), keeps its own replica of the superheroes, runs the
+// gossip and poll actors under a one_for_one supervisor (3 restarts in
+// 1 s), and serves the live page, its WebSocket feed and a JSON API on
+// http://127.0.0.1:4900.
 package main
 
 import (
