@@ -1,7 +1,8 @@
 // Cross-process messages of the Superhero Cluster.
 //
 // Every message that crosses an OS process boundary (dispatch <-> city,
-// city <-> city) is defined here. CRDT payloads (delta, digest) are opaque
+// city <-> city) is defined here; the node and kind names the messages are
+// addressed with are in names.go. CRDT payloads (delta, digest) are opaque
 // bytes produced by the crdt package's own binary encoding; this schema only
 // carries them and never interprets them.
 //
@@ -40,8 +41,6 @@ const (
 	AssignError_ASSIGN_DEAD AssignError = 1
 	// The hero is not known to the city replica.
 	AssignError_ASSIGN_UNKNOWN AssignError = 2
-	// The hero belongs to (or is currently in) another city.
-	AssignError_ASSIGN_WRONG_CITY AssignError = 3
 	// The request was malformed (e.g. empty hero_id).
 	AssignError_ASSIGN_BAD_REQUEST AssignError = 4
 )
@@ -52,14 +51,12 @@ var (
 		0: "ASSIGN_OK",
 		1: "ASSIGN_DEAD",
 		2: "ASSIGN_UNKNOWN",
-		3: "ASSIGN_WRONG_CITY",
 		4: "ASSIGN_BAD_REQUEST",
 	}
 	AssignError_value = map[string]int32{
 		"ASSIGN_OK":          0,
 		"ASSIGN_DEAD":        1,
 		"ASSIGN_UNKNOWN":     2,
-		"ASSIGN_WRONG_CITY":  3,
 		"ASSIGN_BAD_REQUEST": 4,
 	}
 )
@@ -92,7 +89,9 @@ func (AssignError) EnumDescriptor() ([]byte, []int) {
 }
 
 // GetState asks a city grain for its full replica.
-// Sent by: dispatch (web UI / API) and city nodes bootstrapping from a peer.
+// Sent by: dispatch (a city's heroes for the API, the poll actor, and the
+// original protocol's gossip), the benchmark and tests. Cities never send
+// it: a restarted city is refilled by its replication engine (Replicate).
 // Answered with: State.
 type GetState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -214,7 +213,8 @@ func (x *State) GetIncarnation() uint64 {
 }
 
 // GetDigest asks a city grain for a cheap summary of its replica.
-// Sent by: dispatch (health/status polling) and city nodes before anti-entropy.
+// Sent by: dispatch (the cluster status), the benchmark and tests. Cities
+// never send it: their anti-entropy goes through Replicate.
 // Answered with: DigestReply.
 type GetDigest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -326,10 +326,13 @@ func (x *DigestReply) GetIncarnation() uint64 {
 	return 0
 }
 
-// MergeDelta pushes a CRDT delta into a city replica.
-// Sent by: a city grain replicating its local changes to peer cities, or
-// dispatch forwarding a delta. Answered with MergeAck when sent as a request;
-// may also be sent one-way (fire and forget), in which case nothing answers.
+// MergeDelta pushes a CRDT delta into a city replica (dispatch's inbox,
+// DispatchKind, takes it too).
+// Sent by: dispatch, pushing its own writes to the cities and, in the
+// original protocol, copying one city's state to another; the benchmark and
+// tests. Cities push their writes with Replicate. Answered with MergeAck
+// when sent as a request; may also be sent one-way (fire and forget), in
+// which case nothing answers.
 type MergeDelta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The delta to merge (crdt binary encoding).
@@ -433,11 +436,12 @@ func (x *MergeAck) GetChanged() uint32 {
 
 // SyncRequest carries one step of an anti-entropy push-pull exchange
 // (crdt.SyncMsg). An empty msg opens the exchange.
-// Sent by: a city to a peer city, or dispatch's gossip actor relaying
-// between two cities. Answered with: SyncReply.
+// Sent by: dispatch's gossip actor, relaying between two cities or running
+// an exchange between its own replica and a city, and the benchmark. Cities
+// exchange with each other through Replicate. Answered with: SyncReply.
 type SyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Name of the sending node.
+	// Name of the sending node (DispatchName when dispatch sends it).
 	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
 	// The crdt.SyncMsg step (crdt binary encoding); empty to open.
 	Msg           []byte `protobuf:"bytes,2,opt,name=msg,proto3" json:"msg,omitempty"`
@@ -542,7 +546,9 @@ type AssignHero struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifier of the hero to assign.
 	HeroId string `protobuf:"bytes,1,opt,name=hero_id,json=heroId,proto3" json:"hero_id,omitempty"`
-	// Opaque mission context (encoding chosen by dispatch/city).
+	// What dispatch holds for the hero: a CRDT delta (crdt binary encoding)
+	// with its entry, empty if it has none. The city merges it before
+	// assigning, so a hero it has not heard of yet can be assigned.
 	Context       []byte `protobuf:"bytes,2,opt,name=context,proto3" json:"context,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1145,13 +1151,12 @@ const file_messages_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bexchange\x18\x03 \x01(\x04R\bexchange\x12\x14\n" +
 	"\x05delta\x18\x04 \x01(\fR\x05delta\x12\x12\n" +
-	"\x04sync\x18\x05 \x01(\fR\x04sync*p\n" +
+	"\x04sync\x18\x05 \x01(\fR\x04sync*r\n" +
 	"\vAssignError\x12\r\n" +
 	"\tASSIGN_OK\x10\x00\x12\x0f\n" +
 	"\vASSIGN_DEAD\x10\x01\x12\x12\n" +
-	"\x0eASSIGN_UNKNOWN\x10\x02\x12\x15\n" +
-	"\x11ASSIGN_WRONG_CITY\x10\x03\x12\x16\n" +
-	"\x12ASSIGN_BAD_REQUEST\x10\x04B1Z/github.com/superhero-cluster/superhero/messagesb\x06proto3"
+	"\x0eASSIGN_UNKNOWN\x10\x02\x12\x16\n" +
+	"\x12ASSIGN_BAD_REQUEST\x10\x04\"\x04\b\x03\x10\x03*\x11ASSIGN_WRONG_CITYB1Z/github.com/superhero-cluster/superhero/messagesb\x06proto3"
 
 var (
 	file_messages_proto_rawDescOnce sync.Once

@@ -22,7 +22,7 @@ func TestMessagesRegisteredAndRoundTrip(t *testing.T) {
 		&SyncRequest{From: "gotham", Msg: []byte{1, 2}},
 		&SyncReply{Msg: []byte{3, 4}},
 		&AssignHero{HeroId: "batman", Context: []byte("mission")},
-		&AssignReply{Error: AssignError_ASSIGN_WRONG_CITY, Message: "in metropolis", Delta: []byte{7}},
+		&AssignReply{Error: AssignError_ASSIGN_DEAD, Message: "dead", Delta: []byte{7}},
 		&Bomb{},
 		&BombAck{City: "gotham"},
 	}
@@ -51,7 +51,7 @@ func TestMessagesRegisteredAndRoundTrip(t *testing.T) {
 
 func TestAssignErrorValues(t *testing.T) {
 	want := map[AssignError]string{
-		0: "ASSIGN_OK", 1: "ASSIGN_DEAD", 2: "ASSIGN_UNKNOWN", 3: "ASSIGN_WRONG_CITY", 4: "ASSIGN_BAD_REQUEST",
+		0: "ASSIGN_OK", 1: "ASSIGN_DEAD", 2: "ASSIGN_UNKNOWN", 4: "ASSIGN_BAD_REQUEST",
 	}
 	for v, name := range want {
 		if v.String() != name {
@@ -60,6 +60,15 @@ func TestAssignErrorValues(t *testing.T) {
 	}
 	if n := AssignError(0).Descriptor().Values().Len(); n != len(want) {
 		t.Errorf("AssignError has %d values, want %d", n, len(want))
+	}
+	// 3 (ASSIGN_WRONG_CITY, never produced) is reserved, so the number is
+	// never reused for another code.
+	values := AssignError(0).Descriptor()
+	if r := values.ReservedRanges(); !r.Has(3) {
+		t.Error("AssignError value 3 is not reserved")
+	}
+	if !values.ReservedNames().Has("ASSIGN_WRONG_CITY") {
+		t.Error("AssignError name ASSIGN_WRONG_CITY is not reserved")
 	}
 	var _ protoreflect.Enum = AssignError_ASSIGN_OK
 }

@@ -3,7 +3,7 @@
 // caller-side deadline.
 //
 // Both the city main (one node per city, hosting one city kind) and the
-// dispatch main (the web server, hosting no kind of its own) use it:
+// dispatch main (the web server, hosting at most its inbox kind) use it:
 //
 //	cfg := node.DefaultConfig("gotham")
 //	cfg.Port, cfg.HealthPort = 8101, 6331

@@ -258,17 +258,6 @@ func (n *Node) MemberID() string { return n.system.ID }
 // Config.ClusterName plus the cookie fingerprint.
 func (n *Node) ClusterName() string { return n.clusterName }
 
-// Config returns the effective configuration (defaults applied). Do not log
-// the Cookie field; Config's String and LogValue redact it.
-func (n *Node) Config() Config { return n.cfg }
-
-// Logger returns the node's logger (node=<name> attached).
-func (n *Node) Logger() *slog.Logger { return n.log }
-
 // ActorSystem returns the underlying actor system, e.g. to spawn local
 // actors. Prefer Request/Send for cluster grains.
 func (n *Node) ActorSystem() *actor.ActorSystem { return n.system }
-
-// Cluster returns the underlying cluster. Its Request path does not honour
-// caller deadlines (see package doc); prefer Request/Send.
-func (n *Node) Cluster() *cluster.Cluster { return n.cluster }

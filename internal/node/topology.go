@@ -15,16 +15,14 @@ type Member struct {
 	ID string
 	// Address is the member's remoting address ("host:port").
 	Address string
-	// Kinds are the grain kinds the member hosts (library-internal kinds
-	// such as the pub-sub topic kind are left out).
-	Kinds []string
 }
 
 // Topology is a snapshot of the cluster as this node currently sees it.
 type Topology struct {
 	// Members, sorted by address.
 	Members []Member
-	// Kinds is the sorted union of the members' kinds.
+	// Kinds is the sorted union of the kinds the members host
+	// (library-internal kinds such as the pub-sub topic kind are left out).
 	Kinds []string
 }
 
@@ -38,42 +36,35 @@ func (t Topology) HasKind(kind string) bool {
 // It owns the rendezvous used to place grains and the PID cache, so requests
 // never read the library's unsynchronised disthash state.
 type topology struct {
-	mu        sync.RWMutex
-	snap      Topology
-	rdv       *cluster.Rendezvous
-	pids      map[string]*actor.PID // kind + "/" + identity
-	listeners map[int]func(Topology)
-	nextID    int
+	mu   sync.RWMutex
+	snap Topology
+	rdv  *cluster.Rendezvous
+	pids map[string]*actor.PID // kind + "/" + identity
 }
 
 func newTopology() *topology {
 	return &topology{
-		rdv:       cluster.NewRendezvous(),
-		pids:      make(map[string]*actor.PID),
-		listeners: make(map[int]func(Topology)),
+		rdv:  cluster.NewRendezvous(),
+		pids: make(map[string]*actor.PID),
 	}
 }
 
 // update applies a ClusterTopology event; it runs on the library goroutine
-// that publishes the event. It returns the new snapshot, whether the set of
-// kinds changed, and the listeners to notify.
-func (t *topology) update(ev *cluster.ClusterTopology) (Topology, bool, []func(Topology)) {
+// that publishes the event. It returns the new snapshot and whether the set
+// of kinds changed.
+func (t *topology) update(ev *cluster.ClusterTopology) (Topology, bool) {
 	members := make([]Member, 0, len(ev.Members))
 	kindSet := make(map[string]struct{})
 	for _, m := range ev.Members {
 		if m == nil {
 			continue
 		}
-		var kinds []string
 		for _, k := range m.Kinds {
-			if k == cluster.TopicActorKind {
-				continue
+			if k != cluster.TopicActorKind {
+				kindSet[k] = struct{}{}
 			}
-			kinds = append(kinds, k)
-			kindSet[k] = struct{}{}
 		}
-		slices.Sort(kinds)
-		members = append(members, Member{ID: m.Id, Address: m.Address(), Kinds: kinds})
+		members = append(members, Member{ID: m.Id, Address: m.Address()})
 	}
 	slices.SortFunc(members, func(a, b Member) int {
 		switch {
@@ -99,11 +90,7 @@ func (t *topology) update(ev *cluster.ClusterTopology) (Topology, bool, []func(T
 	// Owners may have changed (disthash moves grains on topology changes),
 	// so cached PIDs are no longer trustworthy.
 	clear(t.pids)
-	ls := make([]func(Topology), 0, len(t.listeners))
-	for _, fn := range t.listeners {
-		ls = append(ls, fn)
-	}
-	return snap, changed, ls
+	return snap, changed
 }
 
 func (t *topology) snapshot() Topology {
@@ -144,19 +131,6 @@ func (t *topology) forgetPID(key string) {
 	delete(t.pids, key)
 }
 
-func (t *topology) subscribe(fn func(Topology)) func() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	id := t.nextID
-	t.nextID++
-	t.listeners[id] = fn
-	return func() {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		delete(t.listeners, id)
-	}
-}
-
 // Topology returns the current topology snapshot.
 func (n *Node) Topology() Topology { return n.topo.snapshot() }
 
@@ -168,18 +142,8 @@ func (n *Node) Kinds() []string { return slices.Clone(n.topo.snapshot().Kinds) }
 // is cheap (no network); use it to answer 503 at once for a down city.
 func (n *Node) HasKind(kind string) bool { return n.topo.hasKind(kind) }
 
-// OnTopologyChange registers fn to be called with the new snapshot every
-// time the member set changes (a member joins or leaves). fn runs on the
-// library's provider goroutine: it must return quickly and must not block
-// (hand work to another goroutine). It is not called for the state at the
-// time of registration; read Topology() for that. The returned function
-// unregisters fn.
-func (n *Node) OnTopologyChange(fn func(Topology)) (cancel func()) {
-	return n.topo.subscribe(fn)
-}
-
 func (n *Node) onClusterTopology(ev *cluster.ClusterTopology) {
-	snap, changed, listeners := n.topo.update(ev)
+	snap, changed := n.topo.update(ev)
 	attrs := []any{
 		slog.Int("members", len(snap.Members)),
 		slog.Any("kinds", snap.Kinds),
@@ -191,16 +155,4 @@ func (n *Node) onClusterTopology(ev *cluster.ClusterTopology) {
 	} else {
 		n.log.Debug("cluster topology changed", attrs...)
 	}
-	for _, fn := range listeners {
-		n.safeCall(fn, snap)
-	}
-}
-
-func (n *Node) safeCall(fn func(Topology), snap Topology) {
-	defer func() {
-		if r := recover(); r != nil {
-			n.log.Error("topology listener panicked", slog.Any("panic", r))
-		}
-	}()
-	fn(snap)
 }

@@ -208,10 +208,9 @@ func (a *stateActor) reply(ctx actor.Context, req, reply any, err error) {
 	ctx.Respond(reply)
 }
 
-// City is a running city: its supervisor and state actor, and the grain
-// kind that fronts them in the cluster.
+// City is a running city: its supervisor, whose one child is the state
+// actor. GrainKind fronts it in the cluster.
 type City struct {
-	name  string
 	group *supervise.Group
 	stats *Stats
 }
@@ -249,7 +248,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cityactor: %w", err)
 	}
-	return &City{name: name, group: g, stats: stats}, nil
+	return &City{group: g, stats: stats}, nil
 }
 
 // State returns the PID of the state actor; it is stable across restarts.
