@@ -270,8 +270,10 @@ func (e *Engine) Tick(now int64) {
 		e.nextGossip = e.now + int64(max(e.cfg.GossipInterval, 0))
 		e.collect()
 	}
-	for _, id := range e.exchangeIDs() {
-		if e.exchanges[id].deadline <= e.now {
+	for id, x := range e.exchanges {
+		// Deleting while ranging is safe, and which order the expired
+		// exchanges go in changes nothing the engine does.
+		if x.deadline <= e.now {
 			delete(e.exchanges, id)
 			e.stats.TimedOut++
 		}

@@ -49,9 +49,10 @@ type Config struct {
 	// the cluster topology. Default crdt.DefaultCities.
 	Cities []crdt.Location
 	// StatusInterval is how often city status is probed for the pages.
-	// Default 500 ms.
+	// A killed city is shown down within StatusInterval + StatusTimeout.
+	// Default 200 ms.
 	StatusInterval time.Duration
-	// StatusTimeout bounds one city's status request. Default 400 ms.
+	// StatusTimeout bounds one city's status request. Default 200 ms.
 	StatusTimeout time.Duration
 	// Seed seeds random choices (which city to bomb).
 	Seed uint64
@@ -64,10 +65,10 @@ func (c Config) withDefaults() Config {
 		c.Cities = crdt.DefaultCities
 	}
 	if c.StatusInterval <= 0 {
-		c.StatusInterval = 500 * time.Millisecond
+		c.StatusInterval = 200 * time.Millisecond
 	}
 	if c.StatusTimeout <= 0 {
-		c.StatusTimeout = 400 * time.Millisecond
+		c.StatusTimeout = 200 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -87,6 +87,14 @@ type Replica struct {
 	timeout time.Duration
 }
 
+// replicaCall is a call to the replica actor: the message and where to answer.
+// Answering through a channel rather than a protoactor future keeps the
+// per-call cost of the write path low.
+type replicaCall struct {
+	msg   any
+	reply chan any
+}
+
 // Messages to the replica actor, local only.
 type (
 	createReq struct{ name string }
@@ -121,12 +129,19 @@ type ReplicaInfo struct {
 	Stats replication.Stats
 }
 
-// call sends msg to the actor and waits for its answer.
+// call sends msg to the actor and waits for its answer, at most the
+// replica's timeout.
 func call[T any](r *Replica, msg any) (T, error) {
 	var zero T
-	res, err := r.root.RequestFuture(r.pid, msg, r.timeout).Result()
-	if err != nil {
-		return zero, fmt.Errorf("%w: %w", ErrReplicaUnavailable, err)
+	req := replicaCall{msg: msg, reply: make(chan any, 1)}
+	r.root.Send(r.pid, req)
+	t := time.NewTimer(r.timeout)
+	defer t.Stop()
+	var res any
+	select {
+	case res = <-req.reply:
+	case <-t.C:
+		return zero, fmt.Errorf("%w: no answer to %T in %v", ErrReplicaUnavailable, msg, r.timeout)
 	}
 	v, ok := res.(T)
 	if !ok {
@@ -221,7 +236,11 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 		return
 	}
 	a.tick()
-	switch m := ctx.Message().(type) {
+	msg, respond := ctx.Message(), func(any) {}
+	if req, ok := msg.(replicaCall); ok {
+		msg, respond = req.msg, func(v any) { req.reply <- v }
+	}
+	switch m := msg.(type) {
 	case engineTick:
 		a.armedAt = 0
 	case *messages.Replicate:
@@ -229,30 +248,30 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 	case createReq:
 		h, d, err := a.r.Create(uuid.New(), m.name)
 		a.wrote(d, err)
-		ctx.Respond(heroRes{h: h, err: err})
+		respond(heroRes{h: h, err: err})
 	case deleteReq:
 		d, err := a.r.Delete(m.id)
 		a.wrote(d, err)
-		ctx.Respond(heroRes{err: err})
+		respond(heroRes{err: err})
 	case homeReq:
 		h, d, err := city.AssignHome(a.r, m.id, a.cfg.Rules)
 		a.wrote(d, err)
-		ctx.Respond(heroRes{h: h, err: err})
+		respond(heroRes{h: h, err: err})
 	case lookupReq:
 		h, err := a.r.Lookup(m.id)
-		ctx.Respond(heroRes{h: h, err: err})
+		respond(heroRes{h: h, err: err})
 	case entryReq:
 		var d crdt.Delta
 		if h, ok := a.r.Get(m.id); ok {
 			d.Heroes = []crdt.Hero{h}
 		}
-		ctx.Respond(heroRes{d: d})
+		respond(heroRes{d: d})
 	case mergeReq:
-		ctx.Respond(heroRes{err: a.engine.Merge(m.from, m.d)})
+		respond(heroRes{err: a.engine.Merge(m.from, m.d)})
 	case heroesReq:
-		ctx.Respond(heroesRes{hs: a.r.Heroes()})
+		respond(heroesRes{hs: a.r.Heroes()})
 	case infoReq:
-		ctx.Respond(ReplicaInfo{Heroes: a.r.Len(), Tombstones: a.r.Tombstones(), CaughtUp: a.engine.CaughtUp(), Stats: a.engine.Stats()})
+		respond(ReplicaInfo{Heroes: a.r.Len(), Tombstones: a.r.Tombstones(), CaughtUp: a.engine.CaughtUp(), Stats: a.engine.Stats()})
 	default:
 		a.log.Warn("unknown message", "type", fmt.Sprintf("%T", m))
 	}
