@@ -105,10 +105,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	rc := replication.Preset(messages.DispatchName, replication.RoleDispatch, proto)
 	rc.GossipInterval, rc.PollInterval, rc.Seed = *gossip, *poll, *seed
-	rc.MaxClockOffset = clockFlags.MaxOffset
-	if rc.MaxClockOffset == 0 {
-		rc.MaxClockOffset = -1 // off
-	}
+	rc.MaxClockOffset = clockFlags.EngineMaxOffset()
 	replica, group, err := backend.SpawnReplica(n.ActorSystem(), backend.ReplicaConfig{
 		Clock:       clock,
 		Rules:       city.DefaultConfig(),

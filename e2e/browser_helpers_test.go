@@ -66,18 +66,43 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
 	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() {
+	// Chromium occasionally dies while starting on a loaded 2-core box
+	// ("chrome failed to start"); a second start is a new process, not a
+	// wait for the first.
+	for attempt := 1; ; attempt++ {
+		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+		ctx, cancel := chromedp.NewContext(allocCtx)
+		// Start the browser now, so one that cannot start fails here and
+		// not in the middle of a step.
+		start := time.Now()
+		err := startFirst(ctx, 60*time.Second, chromedp.Navigate("about:blank"))
+		if err == nil {
+			t.Cleanup(func() {
+				cancel()
+				cancelAlloc() // waits for the browser to exit
+			})
+			t.Logf("browser %s started in %v", path, time.Since(start).Round(time.Millisecond))
+			return ctx
+		}
 		cancel()
-		cancelAlloc() // waits for the browser to exit
-	})
-	// Start the browser now, so one that cannot start fails here and not
-	// in the middle of a step.
-	start := time.Now()
-	firstRun(t, ctx, 60*time.Second, "starting "+path, chromedp.Navigate("about:blank"))
-	t.Logf("browser %s started in %v", path, time.Since(start).Round(time.Millisecond))
-	return ctx
+		cancelAlloc()
+		if attempt == 2 {
+			t.Fatalf("starting %s: %v", path, err)
+		}
+		t.Logf("starting %s failed, starting it again: %v", path, err)
+	}
+}
+
+// startFirst runs the first action of a chromedp context within timeout.
+func startFirst(ctx context.Context, timeout time.Duration, action chromedp.Action[chromedp.Void]) error {
+	errc := make(chan error, 1)
+	go func() { errc <- chromedp.Do(ctx, action) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-time.After(timeout):
+		return fmt.Errorf("not done within %v", timeout)
+	}
 }
 
 // firstRun runs the first action of a chromedp context, which starts the
@@ -86,15 +111,8 @@ func startBrowser(t *testing.T) context.Context {
 // is kept here instead.
 func firstRun(t *testing.T, ctx context.Context, timeout time.Duration, what string, action chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() { errc <- chromedp.Do(ctx, action) }()
-	select {
-	case err := <-errc:
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-	case <-time.After(timeout):
-		t.Fatalf("%s: not done within %v", what, timeout)
+	if err := startFirst(ctx, timeout, action); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 

@@ -113,10 +113,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		rc.AntiEntropyInterval, rc.PushWindow = repl.AntiEntropyInterval, repl.PushWindow
 	}
 	rc.Seed = *seed
-	rc.MaxClockOffset = clockFlags.MaxOffset
-	if rc.MaxClockOffset == 0 {
-		rc.MaxClockOffset = -1 // off
-	}
+	rc.MaxClockOffset = clockFlags.EngineMaxOffset()
 	c, err := cityactor.Spawn(n.ActorSystem(), cityactor.Config{
 		City:        loc,
 		Rules:       rules,

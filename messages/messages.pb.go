@@ -43,6 +43,9 @@ const (
 	AssignError_ASSIGN_UNKNOWN AssignError = 2
 	// The request was malformed (e.g. empty hero_id).
 	AssignError_ASSIGN_BAD_REQUEST AssignError = 4
+	// The city refused dispatch's entry for the hero: a stamp in it is too
+	// far ahead of the city's clock (see crdt.ErrClockOffset).
+	AssignError_ASSIGN_REFUSED AssignError = 5
 )
 
 // Enum value maps for AssignError.
@@ -52,12 +55,14 @@ var (
 		1: "ASSIGN_DEAD",
 		2: "ASSIGN_UNKNOWN",
 		4: "ASSIGN_BAD_REQUEST",
+		5: "ASSIGN_REFUSED",
 	}
 	AssignError_value = map[string]int32{
 		"ASSIGN_OK":          0,
 		"ASSIGN_DEAD":        1,
 		"ASSIGN_UNKNOWN":     2,
 		"ASSIGN_BAD_REQUEST": 4,
+		"ASSIGN_REFUSED":     5,
 	}
 )
 
@@ -1151,12 +1156,13 @@ const file_messages_proto_rawDesc = "" +
 	"\x04kind\x18\x02 \x01(\rR\x04kind\x12\x1a\n" +
 	"\bexchange\x18\x03 \x01(\x04R\bexchange\x12\x14\n" +
 	"\x05delta\x18\x04 \x01(\fR\x05delta\x12\x12\n" +
-	"\x04sync\x18\x05 \x01(\fR\x04sync*r\n" +
+	"\x04sync\x18\x05 \x01(\fR\x04sync*\x86\x01\n" +
 	"\vAssignError\x12\r\n" +
 	"\tASSIGN_OK\x10\x00\x12\x0f\n" +
 	"\vASSIGN_DEAD\x10\x01\x12\x12\n" +
 	"\x0eASSIGN_UNKNOWN\x10\x02\x12\x16\n" +
-	"\x12ASSIGN_BAD_REQUEST\x10\x04\"\x04\b\x03\x10\x03*\x11ASSIGN_WRONG_CITYB1Z/github.com/superhero-cluster/superhero/messagesb\x06proto3"
+	"\x12ASSIGN_BAD_REQUEST\x10\x04\x12\x12\n" +
+	"\x0eASSIGN_REFUSED\x10\x05\"\x04\b\x03\x10\x03*\x11ASSIGN_WRONG_CITYB1Z/github.com/superhero-cluster/superhero/messagesb\x06proto3"
 
 var (
 	file_messages_proto_rawDescOnce sync.Once

@@ -51,7 +51,7 @@ func TestMessagesRegisteredAndRoundTrip(t *testing.T) {
 
 func TestAssignErrorValues(t *testing.T) {
 	want := map[AssignError]string{
-		0: "ASSIGN_OK", 1: "ASSIGN_DEAD", 2: "ASSIGN_UNKNOWN", 4: "ASSIGN_BAD_REQUEST",
+		0: "ASSIGN_OK", 1: "ASSIGN_DEAD", 2: "ASSIGN_UNKNOWN", 4: "ASSIGN_BAD_REQUEST", 5: "ASSIGN_REFUSED",
 	}
 	for v, name := range want {
 		if v.String() != name {

@@ -26,6 +26,7 @@ package replication
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -84,8 +85,10 @@ type Peer struct {
 }
 
 // Refusal is a message the engine refused, reported for logging at most
-// once per peer per Config.RefusalLogInterval.
+// once per node per Config.RefusalLogInterval.
 type Refusal struct {
+	// Peer is the node whose clock is too far ahead (the stamps' author,
+	// which for a relayed step is not the sender).
 	Peer string
 	Err  error
 	// Suppressed counts the refusals from Peer not reported since the
@@ -216,9 +219,6 @@ func New(cfg Config, r *crdt.Replica) (*Engine, error) {
 	}, nil
 }
 
-// Config returns the effective configuration.
-func (e *Engine) Config() Config { return e.cfg }
-
 // Replica returns the replica the engine replicates.
 func (e *Engine) Replica() *crdt.Replica { return e.r }
 
@@ -228,9 +228,6 @@ func (e *Engine) Stats() Stats { return e.stats }
 // CaughtUp reports whether an exchange of this replica with a city has
 // completed: a restarted node's replica holds what the cities held then.
 func (e *Engine) CaughtUp() bool { return e.caughtUp }
-
-// Peers returns the peers that are up, sorted by name.
-func (e *Engine) Peers() []Peer { return slices.Clone(e.peers) }
 
 // SetPeers sets the other nodes that are up. Exchanges with a node that is
 // no longer up are abandoned at once.
@@ -633,13 +630,20 @@ func (e *Engine) admit(from string, d crdt.Delta) error {
 		return nil
 	}
 	e.stats.Refused++
-	l := e.refusals[from]
+	// Report by the node whose clock is wrong: a relayed step comes from
+	// dispatch but carries another node's stamps.
+	who := from
+	var oe *crdt.OffsetError
+	if errors.As(err, &oe) && oe.Node != "" {
+		who = oe.Node
+	}
+	l := e.refusals[who]
 	if l == nil {
 		l = &refusalLog{last: e.now - int64(e.cfg.RefusalLogInterval)}
-		e.refusals[from] = l
+		e.refusals[who] = l
 	}
 	if e.now-l.last >= int64(e.cfg.RefusalLogInterval) {
-		e.rd.Refusals = append(e.rd.Refusals, Refusal{Peer: from, Err: err, Suppressed: l.suppressed})
+		e.rd.Refusals = append(e.rd.Refusals, Refusal{Peer: who, Err: err, Suppressed: l.suppressed})
 		l.last, l.suppressed = e.now, 0
 	} else {
 		l.suppressed++

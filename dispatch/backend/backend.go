@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -173,14 +174,7 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 	if err := b.checkCity(to); err != nil {
 		return crdt.Hero{}, err
 	}
-	if _, err := b.replica.Lookup(id); err != nil {
-		return crdt.Hero{}, err
-	}
-	entry, err := b.replica.Entry(id)
-	if err != nil {
-		return crdt.Hero{}, err
-	}
-	hint, err := entry.MarshalBinary()
+	hint, err := b.replica.AssignContext(id)
 	if err != nil {
 		return crdt.Hero{}, err
 	}
@@ -189,33 +183,13 @@ func (b *Backend) Assign(ctx context.Context, id uuid.UUID, to crdt.Location) (c
 	if err != nil {
 		return crdt.Hero{}, fmt.Errorf("%w: %s: %w", service.ErrCityDown, to, err)
 	}
-	var d crdt.Delta
-	if len(reply.Delta) > 0 {
-		if err := d.UnmarshalBinary(reply.Delta); err != nil {
-			return crdt.Hero{}, fmt.Errorf("assign reply from %s: %w", to, err)
-		}
-		if err := b.replica.Merge(string(to), d); err != nil {
-			// The city's clock is too far ahead: its write stays there
-			// and is shown as divergence, never merged here.
-			b.log.Warn("assign reply refused", "city", to, "err", err)
-			return crdt.Hero{}, fmt.Errorf("%w: %s: %w", service.ErrCityDown, to, err)
-		}
+	h, err := b.replica.AssignReply(string(to), id, reply)
+	if errors.Is(err, crdt.ErrClockOffset) {
+		// The city's clock is too far ahead: its write stays there and
+		// shows as divergence, never merged here.
+		b.log.Warn("assign reply refused", "city", to, "err", err)
 	}
-	switch reply.Error {
-	case messages.AssignError_ASSIGN_OK:
-	case messages.AssignError_ASSIGN_DEAD:
-		return crdt.Hero{}, fmt.Errorf("%w: %s", crdt.ErrDead, reply.Message)
-	case messages.AssignError_ASSIGN_UNKNOWN:
-		return crdt.Hero{}, fmt.Errorf("%w: %s", crdt.ErrUnknown, reply.Message)
-	default:
-		return crdt.Hero{}, fmt.Errorf("assign at %s: %v: %s", to, reply.Error, reply.Message)
-	}
-	for _, h := range d.Heroes {
-		if h.ID == id {
-			return h, nil
-		}
-	}
-	return crdt.Hero{}, fmt.Errorf("assign at %s: reply lacks hero %s", to, id)
+	return h, err
 }
 
 // Bomb implements service.Backend.

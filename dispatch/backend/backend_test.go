@@ -15,6 +15,7 @@ import (
 	"github.com/superhero-cluster/superhero/dispatch/service"
 	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/testkit"
+	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/city"
 	"github.com/superhero-cluster/superhero/messages"
 	"github.com/superhero-cluster/superhero/replication"
@@ -86,7 +87,7 @@ func newBackend(t *testing.T, cities *fakeCities, opts ...func(*replication.Conf
 	for _, o := range opts {
 		o(&rc)
 	}
-	net := &fakeNet{f: cities}
+	net := &fakeNet{f: cities, start: time.Now()}
 	replica, group, err := backend.SpawnReplica(system, backend.ReplicaConfig{
 		Clock:       crdt.NewClock(messages.DispatchName, func() int64 { return time.Now().UnixNano() }),
 		Rules:       city.DefaultConfig(),
@@ -321,13 +322,19 @@ func TestChangesArePublishedInOrder(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			if err := replica.Merge("gotham", d); err != nil {
+			p, err := wire.Encode(replication.Message{Kind: replication.MsgPush, From: "gotham", Delta: d})
+			if err != nil {
 				t.Error(err)
 				return
 			}
+			replica.Deliver(p)
 		}
 	}()
 	wg.Wait()
+	// A call queues behind every push delivered before it.
+	if _, err := replica.Info(); err != nil {
+		t.Fatal(err)
+	}
 	dead := map[uuid.UUID]bool{}
 	for _, h := range pub.deltas() {
 		if h.Dead {

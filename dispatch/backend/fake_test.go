@@ -149,6 +149,7 @@ func (f *fakeCities) converged() bool {
 // back to dispatch's replica actor. Cities that are down drop messages.
 type fakeNet struct {
 	f       *fakeCities
+	start   time.Time
 	deliver atomic.Pointer[func(*messages.Replicate)]
 }
 
@@ -171,7 +172,7 @@ func (n *fakeNet) Send(m replication.Message) int {
 	n.f.mu.Lock()
 	s, ok := n.f.servers[crdt.Location(m.To)]
 	if ok && !n.f.down[crdt.Location(m.To)] {
-		s.Tick(nil)
+		s.Engine().Tick(int64(time.Since(n.start)))
 		if err := s.Step(p); err == nil && s.Engine().HasReady() {
 			for _, out := range s.Engine().Ready().Messages {
 				if out.To == messages.DispatchName {

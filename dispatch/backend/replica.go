@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -18,12 +19,7 @@ import (
 )
 
 // Transport carries dispatch's replication messages to the cities.
-type Transport interface {
-	// Peers returns the cities that are up now.
-	Peers() []replication.Peer
-	// Send hands m to the network without blocking; it may drop it.
-	Send(m replication.Message) int
-}
+type Transport = wire.Transport
 
 // ReplicaConfig configures dispatch's replica actor. Zero fields take the
 // documented defaults.
@@ -54,11 +50,7 @@ func (c ReplicaConfig) withDefaults() ReplicaConfig {
 	if c.Rules == (city.Config{}) {
 		c.Rules = city.DefaultConfig()
 	}
-	if c.Replication.Role == 0 {
-		seed := c.Replication.Seed
-		c.Replication = replication.DefaultDispatchConfig(messages.DispatchName)
-		c.Replication.Seed = seed
-	}
+	// Zero fields of Replication take the dispatch preset's defaults.
 	c.Replication.Self, c.Replication.Role = messages.DispatchName, replication.RoleDispatch
 	if c.Publish == nil {
 		c.Publish = func(crdt.Delta) {}
@@ -97,22 +89,23 @@ type replicaCall struct {
 
 // Messages to the replica actor, local only.
 type (
-	createReq struct{ name string }
-	deleteReq struct{ id uuid.UUID }
-	homeReq   struct{ id uuid.UUID }
-	lookupReq struct{ id uuid.UUID }
-	heroesReq struct{}
-	entryReq  struct{ id uuid.UUID }
-	mergeReq  struct {
-		from string
-		d    crdt.Delta
+	createReq  struct{ name string }
+	deleteReq  struct{ id uuid.UUID }
+	homeReq    struct{ id uuid.UUID }
+	lookupReq  struct{ id uuid.UUID }
+	heroesReq  struct{}
+	contextReq struct{ id uuid.UUID }
+	replyReq   struct {
+		from  string
+		id    uuid.UUID
+		reply *messages.AssignReply
 	}
 	infoReq    struct{}
 	engineTick struct{}
 
 	heroRes struct {
 		h   crdt.Hero
-		d   crdt.Delta
+		b   []byte
 		err error
 	}
 	heroesRes struct{ hs []crdt.Hero }
@@ -150,51 +143,44 @@ func call[T any](r *Replica, msg any) (T, error) {
 	return v, nil
 }
 
-func (r *Replica) hero(msg any) (crdt.Hero, crdt.Delta, error) {
+func (r *Replica) hero(msg any) (crdt.Hero, error) {
 	res, err := call[heroRes](r, msg)
 	if err != nil {
-		return crdt.Hero{}, crdt.Delta{}, err
+		return crdt.Hero{}, err
 	}
-	return res.h, res.d, res.err
+	return res.h, res.err
 }
 
 // Create writes a new hero at home.
-func (r *Replica) Create(name string) (crdt.Hero, error) {
-	h, _, err := r.hero(createReq{name})
-	return h, err
-}
+func (r *Replica) Create(name string) (crdt.Hero, error) { return r.hero(createReq{name}) }
 
 // Delete tombstones the hero; crdt.ErrUnknown if never seen.
 func (r *Replica) Delete(id uuid.UUID) error {
-	_, _, err := r.hero(deleteReq{id})
+	_, err := r.hero(deleteReq{id})
 	return err
 }
 
 // AssignHome sends the hero home, healed (see city.AssignHome).
-func (r *Replica) AssignHome(id uuid.UUID) (crdt.Hero, error) {
-	h, _, err := r.hero(homeReq{id})
-	return h, err
-}
+func (r *Replica) AssignHome(id uuid.UUID) (crdt.Hero, error) { return r.hero(homeReq{id}) }
 
 // Lookup returns the live hero, crdt.ErrDead with the tombstone, or
 // crdt.ErrUnknown.
-func (r *Replica) Lookup(id uuid.UUID) (crdt.Hero, error) {
-	h, _, err := r.hero(lookupReq{id})
-	return h, err
+func (r *Replica) Lookup(id uuid.UUID) (crdt.Hero, error) { return r.hero(lookupReq{id}) }
+
+// AssignContext returns dispatch's entry for a live hero, encoded, to send
+// with an assignment; see Core.AssignContext.
+func (r *Replica) AssignContext(id uuid.UUID) ([]byte, error) {
+	res, err := call[heroRes](r, contextReq{id})
+	if err != nil {
+		return nil, err
+	}
+	return res.b, res.err
 }
 
-// Entry returns what the replica holds for id as a delta (empty if
-// nothing): the context dispatch sends with an assignment.
-func (r *Replica) Entry(id uuid.UUID) (crdt.Delta, error) {
-	_, d, err := r.hero(entryReq{id})
-	return d, err
-}
-
-// Merge folds writes a city answered with into the replica, unless a stamp
-// is too far ahead of dispatch's clock.
-func (r *Replica) Merge(from string, d crdt.Delta) error {
-	_, _, err := r.hero(mergeReq{from, d})
-	return err
+// AssignReply merges a city's answer to an assignment; see
+// Core.AssignReply.
+func (r *Replica) AssignReply(from string, id uuid.UUID, reply *messages.AssignReply) (crdt.Hero, error) {
+	return r.hero(replyReq{from, id, reply})
 }
 
 // Heroes returns the live heroes sorted by id.
@@ -209,18 +195,15 @@ func (r *Replica) Info() (ReplicaInfo, error) { return call[ReplicaInfo](r, info
 // Deliver hands the actor a replication message from a city, one-way.
 func (r *Replica) Deliver(m *messages.Replicate) { r.root.Send(r.pid, m) }
 
-// replicaActor owns one incarnation of dispatch's replica. A restart (a
-// bug, never a plan) starts empty and the engine reads a city at once.
+// replicaActor owns one incarnation of dispatch's replica (a Core) and
+// only carries messages and timers. A restart (a bug, never a plan)
+// starts empty, and the engine reads a city at once.
 type replicaActor struct {
-	cfg    ReplicaConfig
-	log    *slog.Logger
-	r      *crdt.Replica
-	engine *replication.Engine
-	peers  []replication.Peer
-	start  time.Time
-	// timer wakes the actor at the engine's next deadline, armedAt.
-	timer   *time.Timer
-	armedAt int64
+	cfg         ReplicaConfig
+	incarnation *atomic.Uint64
+	log         *slog.Logger
+	core        *Core
+	drv         *wire.Driver
 }
 
 func (a *replicaActor) Receive(ctx actor.Context) {
@@ -230,48 +213,48 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 		a.drive(ctx)
 		return
 	case *actor.Stopping, *actor.Restarting:
-		a.stopTimer()
+		if a.drv != nil {
+			a.drv.Stop()
+		}
 		return
 	case *actor.Stopped:
 		return
 	}
-	a.tick()
+	a.drv.Tick()
 	msg, respond := ctx.Message(), func(any) {}
 	if req, ok := msg.(replicaCall); ok {
 		msg, respond = req.msg, func(v any) { req.reply <- v }
 	}
+	c := a.core
 	switch m := msg.(type) {
 	case engineTick:
-		a.armedAt = 0
+		a.drv.Woken()
 	case *messages.Replicate:
-		a.onReplicate(m)
+		if err := c.Step(m); err != nil && !errors.Is(err, crdt.ErrClockOffset) {
+			a.log.Warn("bad replication message", "from", m.GetFrom(), "err", err)
+		}
 	case createReq:
-		h, d, err := a.r.Create(uuid.New(), m.name)
-		a.wrote(d, err)
+		h, err := c.Create(m.name)
 		respond(heroRes{h: h, err: err})
 	case deleteReq:
-		d, err := a.r.Delete(m.id)
-		a.wrote(d, err)
-		respond(heroRes{err: err})
+		respond(heroRes{err: c.Delete(m.id)})
 	case homeReq:
-		h, d, err := city.AssignHome(a.r, m.id, a.cfg.Rules)
-		a.wrote(d, err)
+		h, err := c.AssignHome(m.id)
 		respond(heroRes{h: h, err: err})
 	case lookupReq:
-		h, err := a.r.Lookup(m.id)
+		h, err := c.Lookup(m.id)
 		respond(heroRes{h: h, err: err})
-	case entryReq:
-		var d crdt.Delta
-		if h, ok := a.r.Get(m.id); ok {
-			d.Heroes = []crdt.Hero{h}
-		}
-		respond(heroRes{d: d})
-	case mergeReq:
-		respond(heroRes{err: a.engine.Merge(m.from, m.d)})
+	case contextReq:
+		b, err := c.AssignContext(m.id)
+		respond(heroRes{b: b, err: err})
+	case replyReq:
+		h, err := c.AssignReply(m.from, m.id, m.reply)
+		respond(heroRes{h: h, err: err})
 	case heroesReq:
-		respond(heroesRes{hs: a.r.Heroes()})
+		respond(heroesRes{hs: c.Heroes()})
 	case infoReq:
-		respond(ReplicaInfo{Heroes: a.r.Len(), Tombstones: a.r.Tombstones(), CaughtUp: a.engine.CaughtUp(), Stats: a.engine.Stats()})
+		r := c.Replica()
+		respond(ReplicaInfo{Heroes: r.Len(), Tombstones: r.Tombstones(), CaughtUp: c.Engine().CaughtUp(), Stats: c.Engine().Stats()})
 	default:
 		a.log.Warn("unknown message", "type", fmt.Sprintf("%T", m))
 	}
@@ -279,93 +262,51 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 }
 
 func (a *replicaActor) onStarted() {
-	a.r = crdt.NewReplica(a.cfg.Clock)
-	e, err := replication.New(a.cfg.Replication, a.r)
+	cfg := a.cfg
+	// Each incarnation draws other random choices and exchange ids, so
+	// late replies meant for the previous one are not taken for its own.
+	cfg.Replication.Seed += a.incarnation.Add(1)
+	core, err := NewCore(cfg, nil)
 	if err != nil {
 		// Checked by SpawnReplica before the actor is started.
 		panic(err)
 	}
-	a.engine, a.peers, a.start = e, nil, time.Now()
+	a.core = core
+	a.drv = wire.NewDriver(core.Engine(), a.cfg.Transport)
 	a.log.Info("replica started", "replica", "empty")
-	a.tick()
-}
-
-func (a *replicaActor) stopTimer() {
-	if a.timer != nil {
-		a.timer.Stop()
-		a.timer, a.armedAt = nil, 0
-	}
-}
-
-// tick brings the engine to the current time and membership.
-func (a *replicaActor) tick() {
-	if peers := a.cfg.Transport.Peers(); !slices.Equal(peers, a.peers) {
-		a.peers = peers
-		a.engine.SetPeers(peers)
-	}
-	a.engine.Tick(int64(time.Since(a.start)))
-}
-
-func (a *replicaActor) wrote(d crdt.Delta, err error) {
-	if err == nil {
-		a.engine.LocalWrite(d)
-	}
-}
-
-func (a *replicaActor) onReplicate(p *messages.Replicate) {
-	m, err := wire.Decode(p, messages.DispatchName)
-	if err == nil {
-		err = a.engine.Step(m)
-	}
-	if err != nil && !errors.Is(err, crdt.ErrClockOffset) {
-		a.log.Warn("bad replication message", "from", p.GetFrom(), "err", err)
-	}
+	a.drv.Tick()
 }
 
 // drive publishes what changed, in order, sends what the engine has
 // ready, logs its refusals and arms the timer for its next deadline.
 func (a *replicaActor) drive(ctx actor.Context) {
-	if a.engine == nil {
+	if a.drv == nil {
 		return
 	}
-	if a.engine.HasReady() {
-		rd := a.engine.Ready()
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.drv.Flush(nil, func(rd replication.Ready) {
 		if len(rd.Changed) > 0 {
 			a.cfg.Publish(crdt.Delta{Heroes: slices.Clone(rd.Changed)})
-		}
-		for _, m := range rd.Messages {
-			a.cfg.Transport.Send(m)
 		}
 		for _, r := range rd.Refusals {
 			a.log.Warn("refused writes", "peer", r.Peer, "err", r.Err, "suppressed", r.Suppressed)
 		}
-		a.engine.Advance()
-	}
-	next := a.engine.NextTick()
-	if a.armedAt != 0 && a.armedAt <= next {
-		return
-	}
-	a.stopTimer()
-	a.armedAt = next
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	a.timer = time.AfterFunc(time.Duration(next-int64(time.Since(a.start))), func() { root.Send(self, engineTick{}) })
+	}, func() { root.Send(self, engineTick{}) })
 }
 
 // replicaProps returns the props of dispatch's replica actor.
 func replicaProps(cfg ReplicaConfig) *actor.Props {
+	var incarnation atomic.Uint64
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &replicaActor{cfg: cfg, log: cfg.Logger.With("actor", "replica")}
+		return &replicaActor{cfg: cfg, incarnation: &incarnation, log: cfg.Logger.With("actor", "replica")}
 	})
 }
 
 // checkReplicaConfig validates cfg before an actor is started with it.
 func checkReplicaConfig(cfg ReplicaConfig) error {
-	if cfg.Clock == nil {
-		return errors.New("backend: ReplicaConfig.Clock is required")
-	}
 	if cfg.Transport == nil {
 		return errors.New("backend: ReplicaConfig.Transport is required")
 	}
-	_, err := replication.New(cfg.Replication, crdt.NewReplica(cfg.Clock))
+	_, err := NewCore(cfg, nil)
 	return err
 }

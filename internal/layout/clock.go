@@ -59,3 +59,13 @@ func (v maxOffsetValue) Set(s string) error {
 	*v.d = d
 	return nil
 }
+
+// EngineMaxOffset returns MaxOffset as replication.Config.MaxClockOffset
+// takes it: there 0 means the default and a negative value turns the
+// check off, here 0 turns it off.
+func (c ClockFlags) EngineMaxOffset() time.Duration {
+	if c.MaxOffset == 0 {
+		return -1
+	}
+	return c.MaxOffset
+}

@@ -80,3 +80,14 @@ func TestClockFlagsPhys(t *testing.T) {
 		}
 	}
 }
+
+func TestClockFlagsEngineMaxOffset(t *testing.T) {
+	for _, tc := range []struct {
+		flag time.Duration
+		want time.Duration
+	}{{0, -1}, {time.Second, time.Second}, {crdt.DefaultMaxClockOffset, crdt.DefaultMaxClockOffset}} {
+		if got := (ClockFlags{MaxOffset: tc.flag}).EngineMaxOffset(); got != tc.want {
+			t.Errorf("-max-clock-offset %v: engine gets %v, want %v", tc.flag, got, tc.want)
+		}
+	}
+}

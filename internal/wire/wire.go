@@ -87,6 +87,9 @@ type OutboxConfig struct {
 type Outbox struct {
 	cfg      OutboxConfig
 	counters Counters
+	// warned is when a drop to each peer was last logged at Warn.
+	warnMu sync.Mutex
+	warned map[string]time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -108,7 +111,7 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Outbox{cfg: cfg, ctx: ctx, cancel: cancel, queues: map[string]chan *messages.Replicate{}}
+	return &Outbox{cfg: cfg, ctx: ctx, cancel: cancel, queues: map[string]chan *messages.Replicate{}, warned: map[string]time.Time{}}
 }
 
 // Counters returns the outbox's counters.
@@ -131,8 +134,7 @@ func (o *Outbox) Send(m replication.Message) int {
 	select {
 	case q <- p:
 	default:
-		o.counters.Dropped.Add(1)
-		o.cfg.Logger.Debug("queue full; message dropped", "to", m.To, "kind", m.Kind)
+		o.dropped(m.To, m.Kind, errors.New("queue full"))
 	}
 	return size
 }
@@ -164,11 +166,31 @@ func (o *Outbox) run(to string, q chan *messages.Replicate) {
 			err := o.cfg.Send(ctx, to, p)
 			cancel()
 			if err != nil && o.ctx.Err() == nil {
-				o.counters.Dropped.Add(1)
-				o.cfg.Logger.Debug("send failed", "to", to, "kind", replication.MsgKind(p.Kind), "err", err)
+				o.dropped(to, replication.MsgKind(p.Kind), err)
 			}
 		}
 	}
+}
+
+// DropWarnInterval is how often at most a dropped message to one peer is
+// logged at Warn; the others are counted and logged at Debug.
+const DropWarnInterval = 10 * time.Second
+
+// dropped counts a message that did not leave, and says so.
+func (o *Outbox) dropped(to string, kind replication.MsgKind, err error) {
+	n := o.counters.Dropped.Add(1)
+	now := time.Now()
+	o.warnMu.Lock()
+	warn := now.Sub(o.warned[to]) >= DropWarnInterval
+	if warn {
+		o.warned[to] = now
+	}
+	o.warnMu.Unlock()
+	if warn {
+		o.cfg.Logger.Warn("message dropped; anti-entropy repairs it", "to", to, "kind", kind, "err", err, "dropped_total", n)
+		return
+	}
+	o.cfg.Logger.Debug("message dropped", "to", to, "kind", kind, "err", err)
 }
 
 // Close stops the outbox's goroutines and waits for them; queued messages

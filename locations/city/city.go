@@ -102,9 +102,6 @@ func (c *City) Config() Config { return c.cfg }
 // Replica returns the replica the rules act on.
 func (c *City) Replica() *crdt.Replica { return c.replica }
 
-// SetReplica swaps the replica, as after a restart with an empty one.
-func (c *City) SetReplica(r *crdt.Replica) { c.replica = r }
-
 // pick returns one hero of the city matching keep, chosen uniformly by the
 // random source. Candidates are sorted by id first so that the choice
 // depends only on the seed, not on map iteration order.

@@ -417,19 +417,3 @@ func TestAssignErrors(t *testing.T) {
 		t.Fatal("city errors are not the crdt ones")
 	}
 }
-
-// TestSetReplica: after a restart the rules act on the new, empty replica.
-func TestSetReplica(t *testing.T) {
-	c := newCity(t, crdt.Gotham, 1, city.Config{}, hero(1, crdt.Gotham, 100, false))
-	empty := crdt.NewReplica(crdt.NewClock("gotham", func() int64 { return epoch }))
-	c.SetReplica(empty)
-	if c.Replica() != empty {
-		t.Fatal("SetReplica did not swap")
-	}
-	if _, _, ok := c.Patrol(); ok {
-		t.Fatal("patrolled a hero of the old replica")
-	}
-	if _, _, err := c.Assign(hid(1)); !errors.Is(err, city.ErrUnknown) {
-		t.Fatalf("Assign on the empty replica = %v, want ErrUnknown", err)
-	}
-}

@@ -10,7 +10,9 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/internal/supervise"
+	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/messages"
 	"github.com/superhero-cluster/superhero/replication"
 )
@@ -44,9 +46,7 @@ type stateActor struct {
 	tickers   []*supervise.Ticker
 	transport Transport
 	stats     *Stats
-	// timer wakes the actor at the engine's next deadline, armedAt.
-	timer   *time.Timer
-	armedAt int64
+	drv       *wire.Driver
 	// exchanges is the engine's exchange count already added to stats.
 	exchanges uint64
 }
@@ -68,18 +68,16 @@ func (a *stateActor) Receive(ctx actor.Context) {
 	if a.srv == nil {
 		return
 	}
-	a.srv.Tick(a.transport.Peers())
+	a.drv.Tick()
 	switch m := ctx.Message().(type) {
 	case engineTick:
-		a.armedAt = 0
+		a.drv.Woken()
 	case patrolTick:
 		a.srv.Patrol()
 	case fightTick:
 		a.srv.Fight()
 	case *messages.Replicate:
-		if err := a.srv.Step(m); err != nil {
-			a.log.Debug("replication message refused", "from", m.GetFrom(), "err", err)
-		}
+		a.onReplicate(m)
 	case *messages.GetState:
 		st, err := a.srv.State()
 		a.reply(ctx, m, st, err)
@@ -116,6 +114,7 @@ func (a *stateActor) onStarted(ctx actor.Context) {
 	}
 	a.srv = srv
 	a.log = srv.log
+	a.drv = wire.NewDriver(srv.Engine(), a.transport)
 	a.exchanges = 0
 	a.log.Info("city started", "replica", "empty")
 	root := ctx.ActorSystem().Root
@@ -126,64 +125,60 @@ func (a *stateActor) onStarted(ctx actor.Context) {
 	}
 	// The first tick starts the engine: a new, empty replica asks a peer
 	// city for a refill at once.
-	srv.Tick(a.transport.Peers())
+	a.drv.Tick()
 }
 
 func (a *stateActor) stopTimers() {
 	supervise.StopAll(a.tickers)
 	a.tickers = nil
-	if a.timer != nil {
-		a.timer.Stop()
-		a.timer, a.armedAt = nil, 0
+	if a.drv != nil {
+		a.drv.Stop()
 	}
 }
 
-// drive sends what the engine has ready, logs its refusals, counts, and
+// onReplicate steps the engine with a message from another node. Refused
+// stamps are reported, rate-limited, through the engine's Ready.
+func (a *stateActor) onReplicate(m *messages.Replicate) {
+	if err := a.srv.Step(m); err != nil && !errors.Is(err, crdt.ErrClockOffset) {
+		a.log.Warn("bad replication message", "from", m.GetFrom(), "err", err)
+	}
+}
+
+// drive sends what the engine has ready, counts it, logs its refusals and
 // arms the timer for its next deadline.
 func (a *stateActor) drive(ctx actor.Context) {
 	if a.srv == nil {
 		return
 	}
-	e := a.srv.engine
-	if e.HasReady() {
-		rd := e.Ready()
-		for _, m := range rd.Messages {
-			size := a.transport.Send(m)
-			switch m.Kind {
-			case replication.MsgPush:
-				a.stats.Pushes.Add(1)
-				a.stats.PushBytes.Add(uint64(size))
-			case replication.MsgSync, replication.MsgSyncReply:
-				if m.To != messages.DispatchName {
-					a.stats.SyncBytes.Add(uint64(size))
-				}
-			}
-		}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	a.drv.Flush(a.count, func(rd replication.Ready) {
 		for _, r := range rd.Refusals {
 			a.log.Warn("refused writes", "peer", r.Peer, "err", r.Err, "suppressed", r.Suppressed)
 		}
-		e.Advance()
-	}
-	if n := e.Stats().Exchanges; n > a.exchanges {
+	}, func() { root.Send(self, engineTick{}) })
+	if n := a.srv.Engine().Stats().Exchanges; n > a.exchanges {
 		a.stats.SyncRounds.Add(n - a.exchanges)
 		a.exchanges = n
 	}
-	next := e.NextTick()
-	if a.armedAt != 0 && a.armedAt <= next {
-		return
+}
+
+// count adds a message sent to the city's counters.
+func (a *stateActor) count(m replication.Message, size int) {
+	switch m.Kind {
+	case replication.MsgPush:
+		a.stats.Pushes.Add(1)
+		a.stats.PushBytes.Add(uint64(size))
+	case replication.MsgSync, replication.MsgSyncReply:
+		if m.To != messages.DispatchName {
+			a.stats.SyncBytes.Add(uint64(size))
+		}
 	}
-	if a.timer != nil {
-		a.timer.Stop()
-	}
-	a.armedAt = next
-	self, root := ctx.Self(), ctx.ActorSystem().Root
-	a.timer = time.AfterFunc(time.Duration(next-monotonic()), func() { root.Send(self, engineTick{}) })
 }
 
 func (a *stateActor) onMerge(ctx actor.Context, m *messages.MergeDelta) {
 	changed, err := a.srv.Merge(m)
-	if err != nil {
-		a.log.Warn("delta refused", "from", m.GetFrom(), "err", err)
+	if err != nil && !errors.Is(err, crdt.ErrClockOffset) {
+		a.log.Warn("bad delta", "from", m.GetFrom(), "err", err)
 	}
 	if ctx.Sender() != nil {
 		ctx.Respond(&messages.MergeAck{Changed: uint32(changed)})

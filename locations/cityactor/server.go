@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"sync/atomic"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -52,11 +50,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Replication.Role == 0 {
-		seed := c.Replication.Seed
-		c.Replication = replication.Preset(string(c.City), replication.RoleCity, c.Replication.Protocol)
-		c.Replication.Seed = seed
-	}
+	// Zero fields of Replication take the city preset's defaults.
 	c.Replication.Self, c.Replication.Role = string(c.City), replication.RoleCity
 	if c.Transport == nil {
 		c.Transport = noTransport{}
@@ -65,13 +59,7 @@ func (c Config) withDefaults() Config {
 }
 
 // Transport carries a city's replication messages to the other nodes.
-type Transport interface {
-	// Peers returns the other nodes that are up now.
-	Peers() []replication.Peer
-	// Send hands m to the network without blocking and returns the size
-	// of its payload. It may drop m: anti-entropy repairs what is lost.
-	Send(m replication.Message) int
-}
+type Transport = wire.Transport
 
 type noTransport struct{}
 
@@ -92,8 +80,6 @@ type Server struct {
 	engine      *replication.Engine
 	incarnation uint64
 	log         *slog.Logger
-	// peers are the peers last given to the engine.
-	peers []replication.Peer
 }
 
 // NewServer returns incarnation n of the city with an empty replica.
@@ -121,22 +107,6 @@ func NewServer(cfg Config, n uint64) (*Server, error) {
 		incarnation: n,
 		log:         cfg.Logger.With("actor", "city-state", "incarnation", n),
 	}, nil
-}
-
-// monotonic is the engine's time: nanoseconds on the process's monotonic
-// clock.
-func monotonic() int64 { return int64(time.Since(processStart)) }
-
-var processStart = time.Now()
-
-// Tick brings the engine to the current time and membership. The actor
-// calls it before every other input.
-func (s *Server) Tick(peers []replication.Peer) {
-	if !slices.Equal(peers, s.peers) {
-		s.peers = peers
-		s.engine.SetPeers(peers)
-	}
-	s.engine.Tick(monotonic())
 }
 
 // Engine returns the city's replication engine.
@@ -264,7 +234,7 @@ func (s *Server) Assign(m *messages.AssignHero) *messages.AssignReply {
 			return fail(messages.AssignError_ASSIGN_BAD_REQUEST, err)
 		}
 		if err := s.engine.Merge(messages.DispatchName, ctxDelta); err != nil {
-			return fail(messages.AssignError_ASSIGN_BAD_REQUEST, err)
+			return fail(messages.AssignError_ASSIGN_REFUSED, err)
 		}
 	}
 	h, d, err := s.rules.Assign(id)

@@ -1,0 +1,88 @@
+package wire
+
+import (
+	"slices"
+	"time"
+
+	"github.com/superhero-cluster/superhero/replication"
+)
+
+// Transport carries an engine's messages to the other nodes.
+type Transport interface {
+	// Peers returns the other nodes that are up now.
+	Peers() []replication.Peer
+	// Send hands m to the network without blocking and returns the size
+	// of its payload. It may drop m: anti-entropy repairs what is lost.
+	Send(m replication.Message) int
+}
+
+// Driver is what an actor needs to drive a replication engine: the
+// engine's time (nanoseconds on the monotonic clock since the driver
+// started), its membership from the transport, sending what it has ready,
+// and one timer for its next deadline. It is not safe for concurrent use;
+// the actor that owns it serialises calls.
+type Driver struct {
+	engine    *replication.Engine
+	transport Transport
+	start     time.Time
+	peers     []replication.Peer
+	timer     *time.Timer
+	armed     bool
+	armedAt   int64
+}
+
+// NewDriver returns a driver for e over t.
+func NewDriver(e *replication.Engine, t Transport) *Driver {
+	return &Driver{engine: e, transport: t, start: time.Now()}
+}
+
+// Engine returns the engine driven.
+func (d *Driver) Engine() *replication.Engine { return d.engine }
+
+// Tick brings the engine to the current time and membership. Call it
+// before every input to the engine.
+func (d *Driver) Tick() {
+	if peers := d.transport.Peers(); !slices.Equal(peers, d.peers) {
+		d.peers = peers
+		d.engine.SetPeers(peers)
+	}
+	d.engine.Tick(int64(time.Since(d.start)))
+}
+
+// Woken says the timer armed by Flush has fired (its wake message arrived).
+func (d *Driver) Woken() { d.armed = false }
+
+// Flush sends the messages the engine has ready, calling sent for each
+// with its payload size, then hands the Ready to act (for the changes and
+// refusals), advances the engine, and arms the timer to call wake at the
+// engine's next deadline. sent and act may be nil.
+func (d *Driver) Flush(sent func(replication.Message, int), act func(replication.Ready), wake func()) {
+	if d.engine.HasReady() {
+		rd := d.engine.Ready()
+		for _, m := range rd.Messages {
+			size := d.transport.Send(m)
+			if sent != nil {
+				sent(m, size)
+			}
+		}
+		if act != nil {
+			act(rd)
+		}
+		d.engine.Advance()
+	}
+	next := d.engine.NextTick()
+	if d.armed && d.armedAt <= next {
+		return // a timer is armed for then or earlier
+	}
+	d.Stop()
+	d.armed, d.armedAt = true, next
+	d.timer = time.AfterFunc(time.Duration(next-int64(time.Since(d.start))), wake)
+}
+
+// Stop stops the timer.
+func (d *Driver) Stop() {
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer, d.armed = nil, false
+	}
+}
