@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		poll     = fs.Duration("poll", 2*time.Second, "poll interval")
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
 		slot     = fs.Int("slot", 0, "node slot (0 is dispatch's)")
+		quorum   = fs.String("write-quorum", "1", "acknowledge a create, terminate or assign home once this many cities merged it: a count, all (every city up), or 0 (from dispatch's memory: a crash right after can lose it)")
 	)
 	var clockFlags layout.ClockFlags
 	clockFlags.Register(fs)
@@ -67,6 +68,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	proto, err := replication.ParseProtocol(*protocol)
+	if err != nil {
+		return err
+	}
+	writeQuorum, err := replication.ParseQuorum(*quorum)
 	if err != nil {
 		return err
 	}
@@ -106,6 +111,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	rc := replication.Preset(messages.DispatchName, replication.RoleDispatch, proto)
 	rc.GossipInterval, rc.PollInterval, rc.Seed = *gossip, *poll, *seed
 	rc.MaxClockOffset = clockFlags.EngineMaxOffset()
+	rc.WriteQuorum = writeQuorum
 	replica, group, err := backend.SpawnReplica(n.ActorSystem(), backend.ReplicaConfig{
 		Clock:       clock,
 		Rules:       city.DefaultConfig(),
@@ -135,7 +141,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); be.Run(ctx) }()
 	go func() { defer wg.Done(); errc <- srv.Run(ctx) }()
-	log.Info("dispatch up", "http", "http://"+*httpAddr, "protocol", proto)
+	log.Info("dispatch up", "http", "http://"+*httpAddr, "protocol", proto, "write_quorum", *quorum)
 
 	var runErr error
 	select {

@@ -235,5 +235,7 @@ func (b *pageBackend) CityHeroes(context.Context, crdt.Location) ([]crdt.Hero, e
 }
 
 func (b *pageBackend) Cluster(context.Context) service.ClusterStatus {
-	return service.ClusterStatus{Cities: []service.CityStatus{{Name: crdt.Gotham, Up: true, Incarnation: 1}}, InSync: true}
+	return service.ClusterStatus{Cities: []service.CityStatus{{Name: crdt.Gotham, Up: true, Incarnation: 1}}, InSync: true, Ready: true}
 }
+
+func (b *pageBackend) Ready() bool { return true }

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/superhero-cluster/superhero/crdt"
@@ -41,6 +42,18 @@ const (
 	ProtocolOriginal Protocol = "original"
 )
 
+// ParseQuorum parses a -write-quorum flag value: a count, or "all".
+func ParseQuorum(s string) (int, error) {
+	if s == "all" {
+		return QuorumAll, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("replication: write quorum %q (want 0, 1, 2, ... or all)", s)
+	}
+	return n, nil
+}
+
 // ParseProtocol validates a -protocol flag value.
 func ParseProtocol(s string) (Protocol, error) {
 	switch p := Protocol(s); p {
@@ -49,6 +62,9 @@ func ParseProtocol(s string) (Protocol, error) {
 	}
 	return "", fmt.Errorf("replication: unknown protocol %q (want default or original)", s)
 }
+
+// QuorumAll as Config.WriteQuorum waits for every replica a push went to.
+const QuorumAll = -1
 
 // MaxSyncSteps bounds one anti-entropy exchange (own or relayed). Three or
 // four steps settle replicas that differ in a few entries; a refill of a
@@ -93,6 +109,21 @@ type Config struct {
 	// replica. Default 2 s, as the original. Dispatch also polls at once
 	// when it starts.
 	PollInterval time.Duration
+	// WriteQuorum is how many replicas must have merged a local write
+	// before LocalWrite's number is reported Acked: 0 acknowledges from this
+	// node's memory (a crash right after can lose the write), N waits for N
+	// replicas the push went to, QuorumAll for every one it went to.
+	// Writes pushed together are acknowledged together (group commit).
+	// Default 1 for dispatch, 0 for cities (their writes have no client
+	// waiting).
+	WriteQuorum int
+	// AckTimeout reports a write Failed when its push is not acknowledged
+	// by WriteQuorum replicas in this long. Default 1 s.
+	AckTimeout time.Duration
+	// CatchUpGrace is how long a node with no city up waits before it
+	// counts itself caught up (nothing to catch up with). Default 2 s.
+	CatchUpGrace time.Duration
+
 	// ExchangeTimeout abandons an exchange whose next step has not come
 	// back in this long (a lost message or a peer that went away). Default
 	// 1 s.
@@ -130,6 +161,8 @@ func DefaultCityConfig(self string) Config {
 		GossipInterval:      -1,
 		PollInterval:        -1,
 		ExchangeTimeout:     time.Second,
+		AckTimeout:          time.Second,
+		CatchUpGrace:        2 * time.Second,
 		MaxClockOffset:      crdt.DefaultMaxClockOffset,
 		RefusalLogInterval:  10 * time.Second,
 		TombstoneTTL:        crdt.DefaultTombstoneTTL,
@@ -141,6 +174,7 @@ func DefaultCityConfig(self string) Config {
 func DefaultDispatchConfig(self string) Config {
 	c := DefaultCityConfig(self)
 	c.Role = RoleDispatch
+	c.WriteQuorum = 1
 	c.AntiEntropyInterval = -1
 	c.GossipInterval = time.Second
 	c.PollInterval = 2 * time.Second
@@ -206,6 +240,11 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.GossipInterval, p.GossipInterval)
 	def(&c.PollInterval, p.PollInterval)
 	def(&c.ExchangeTimeout, p.ExchangeTimeout)
+	def(&c.AckTimeout, p.AckTimeout)
+	def(&c.CatchUpGrace, p.CatchUpGrace)
+	if c.WriteQuorum < QuorumAll {
+		return c, fmt.Errorf("replication: WriteQuorum %d (want 0, a positive count or QuorumAll)", c.WriteQuorum)
+	}
 	def(&c.MaxClockOffset, p.MaxClockOffset)
 	def(&c.RefusalLogInterval, p.RefusalLogInterval)
 	def(&c.TombstoneTTL, p.TombstoneTTL)

@@ -51,9 +51,15 @@ const (
 	MsgStateRequest
 	// MsgState answers MsgStateRequest with the whole replica in Delta.
 	MsgState
+	// MsgPushAck says the sender merged the push whose Exchange it
+	// carries. A push asks for one by carrying a non-zero Exchange.
+	MsgPushAck
 )
 
-var kindNames = [...]string{MsgPush: "push", MsgSync: "sync", MsgSyncReply: "sync-reply", MsgStateRequest: "state-request", MsgState: "state"}
+var kindNames = [...]string{MsgPush: "push", MsgSync: "sync", MsgSyncReply: "sync-reply", MsgStateRequest: "state-request", MsgState: "state", MsgPushAck: "push-ack"}
+
+// LastMsgKind is the highest MsgKind, for decoders.
+const LastMsgKind = MsgPushAck
 
 func (k MsgKind) String() string {
 	if int(k) < len(kindNames) && kindNames[k] != "" {
@@ -67,7 +73,8 @@ type Message struct {
 	Kind MsgKind
 	// From and To are node names.
 	From, To string
-	// Exchange identifies an exchange; replies carry the request's.
+	// Exchange identifies an exchange; replies carry the request's. On a
+	// push it identifies the push when an acknowledgement is wanted.
 	Exchange uint64
 	// Delta is set for MsgPush and MsgState.
 	Delta crdt.Delta
@@ -105,11 +112,19 @@ type Ready struct {
 	Changed []crdt.Hero
 	// Refusals to log.
 	Refusals []Refusal
+	// Acked holds the local writes (by the number LocalWrite returned)
+	// now held by as many replicas as Config.WriteQuorum asks.
+	Acked []uint64
+	// Failed holds the local writes that cannot be confirmed: too few
+	// peers to push to, or no confirmation within AckTimeout. Their
+	// outcome is unknown: the writes stay in this replica and may still
+	// spread.
+	Failed []uint64
 }
 
 // IsEmpty reports whether there is nothing to do.
 func (rd Ready) IsEmpty() bool {
-	return len(rd.Messages) == 0 && len(rd.Changed) == 0 && len(rd.Refusals) == 0
+	return len(rd.Messages) == 0 && len(rd.Changed) == 0 && len(rd.Refusals) == 0 && len(rd.Acked) == 0 && len(rd.Failed) == 0
 }
 
 // Stats are an engine's cumulative counters.
@@ -134,6 +149,9 @@ type Stats struct {
 	Stale uint64
 	// Collected counts tombstones collected.
 	Collected uint64
+	// WritesAcked and WritesFailed count local writes confirmed by the
+	// write quorum, and those that could not be.
+	WritesAcked, WritesFailed uint64
 }
 
 type exchangeKind uint8
@@ -161,6 +179,14 @@ type exchange struct {
 	deadline int64
 }
 
+// pushTrack follows a push that waits for acknowledgements.
+type pushTrack struct {
+	writes   []uint64
+	need     int
+	from     []string
+	deadline int64
+}
+
 type refusalLog struct {
 	last       int64
 	suppressed uint64
@@ -181,16 +207,23 @@ type Engine struct {
 	lastPush int64
 	pushAt   int64 // 0: no push scheduled
 
+	// writes numbers local writes; batch holds those in pending, and
+	// inflight the pushes waiting for acknowledgements, by push id.
+	writes   uint64
+	batch    []uint64
+	inflight map[uint64]*pushTrack
+
 	nextAE, nextGossip, nextPoll, nextCollect int64
 
 	exchanges map[uint64]*exchange
 	nextID    uint64
 	caughtUp  bool
+	startedAt int64
 
 	refusals map[string]*refusalLog
 
 	rd    Ready
-	taken [3]int // lengths of the last Ready's slices, for Advance
+	taken [5]int // lengths of the last Ready's slices, for Advance
 	stats Stats
 }
 
@@ -211,6 +244,7 @@ func New(cfg Config, r *crdt.Replica) (*Engine, error) {
 		r:         r,
 		rng:       rng,
 		pending:   map[uuid.UUID]crdt.Hero{},
+		inflight:  map[uint64]*pushTrack{},
 		exchanges: map[uint64]*exchange{},
 		// Start exchange ids at random, so replies meant for an earlier
 		// incarnation of this node are not taken for this one's.
@@ -225,9 +259,13 @@ func (e *Engine) Replica() *crdt.Replica { return e.r }
 // Stats returns the counters.
 func (e *Engine) Stats() Stats { return e.stats }
 
-// CaughtUp reports whether an exchange of this replica with a city has
-// completed: a restarted node's replica holds what the cities held then.
-func (e *Engine) CaughtUp() bool { return e.caughtUp }
+// CaughtUp reports whether this replica holds what the cities held when
+// it started: an exchange with a city has completed, or no city has been
+// up for CatchUpGrace since the engine started (there is nothing to catch
+// up with). A restarted dispatch answers "catching up" until then.
+func (e *Engine) CaughtUp() bool {
+	return e.caughtUp || (e.started && len(e.cities()) == 0 && e.now-e.startedAt >= int64(e.cfg.CatchUpGrace))
+}
 
 // SetPeers sets the other nodes that are up. Exchanges with a node that is
 // no longer up are abandoned at once.
@@ -240,7 +278,12 @@ func (e *Engine) SetPeers(peers []Peer) {
 	}
 	slices.SortFunc(ps, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	ps = slices.CompactFunc(ps, func(a, b Peer) bool { return a.Name == b.Name })
+	hadCities := len(e.cities()) > 0
 	e.peers = ps
+	if !e.caughtUp && !hadCities && len(e.cities()) > 0 && e.cfg.PollInterval > 0 {
+		// A first city came up: read it now rather than at the next poll.
+		e.nextPoll = e.now
+	}
 	for _, id := range e.exchangeIDs() {
 		x := e.exchanges[id]
 		if !e.isUp(x.a) || (x.b != "" && !e.isUp(x.b)) {
@@ -263,7 +306,7 @@ func (e *Engine) Tick(now int64) {
 		e.started = true
 		// A new (restarted, empty) city asks for a refill at once;
 		// dispatch reads a city at once.
-		e.nextAE, e.nextPoll = e.now, e.now
+		e.nextAE, e.nextPoll, e.startedAt = e.now, e.now, e.now
 		e.nextGossip = e.now + int64(max(e.cfg.GossipInterval, 0))
 		e.collect()
 	}
@@ -274,6 +317,17 @@ func (e *Engine) Tick(now int64) {
 			delete(e.exchanges, id)
 			e.stats.TimedOut++
 		}
+	}
+	var expired []uint64
+	for id, t := range e.inflight {
+		if t.deadline <= e.now {
+			expired = append(expired, id)
+		}
+	}
+	slices.Sort(expired) // report in push order, whatever the map's
+	for _, id := range expired {
+		e.fail(e.inflight[id].writes)
+		delete(e.inflight, id)
 	}
 	if e.pushAt != 0 && e.now >= e.pushAt {
 		e.flush()
@@ -326,32 +380,53 @@ func (e *Engine) NextTick() int64 {
 	for _, x := range e.exchanges {
 		consider(x.deadline, true)
 	}
+	for _, t := range e.inflight {
+		consider(t.deadline, true)
+	}
 	return next
 }
 
 // LocalWrite reports writes this node made to its replica (a city's patrol,
 // fight or assign; dispatch's create, delete or assign home). They are
 // pushed at once after a quiet spell, or coalesced until the end of the
-// push window.
-func (e *Engine) LocalWrite(d crdt.Delta) {
+// push window, and one push carries every write made meanwhile (group
+// commit).
+//
+// With a WriteQuorum, LocalWrite returns the write's number, which a later
+// Ready lists in Acked once WriteQuorum replicas have merged the push that
+// carries it, or in Failed; without one (or for an empty delta) it returns
+// 0: the write is as durable as this replica.
+func (e *Engine) LocalWrite(d crdt.Delta) uint64 {
 	if d.IsEmpty() {
-		return
+		return 0
 	}
 	e.rd.Changed = append(e.rd.Changed, d.Heroes...)
+	var n uint64
+	if e.cfg.WriteQuorum != 0 {
+		e.writes++
+		n = e.writes
+	}
 	if e.cfg.NoPush {
-		return
+		if n != 0 {
+			e.fail([]uint64{n})
+		}
+		return n
 	}
 	for _, h := range d.Heroes {
 		e.pending[h.ID] = h
 	}
+	if n != 0 {
+		e.batch = append(e.batch, n)
+	}
 	if e.pushAt != 0 {
-		return
+		return n
 	}
 	if at := e.lastPush + int64(e.cfg.PushWindow); e.lastPush != 0 && e.now < at {
 		e.pushAt = at
-		return
+		return n
 	}
 	e.flush()
+	return n
 }
 
 // Step takes a message from a peer. A message that cannot be accepted (a
@@ -360,7 +435,16 @@ func (e *Engine) LocalWrite(d crdt.Delta) {
 func (e *Engine) Step(m Message) error {
 	switch m.Kind {
 	case MsgPush:
-		return e.Merge(m.From, m.Delta)
+		if err := e.Merge(m.From, m.Delta); err != nil {
+			return err
+		}
+		if m.Exchange != 0 {
+			e.send(Message{Kind: MsgPushAck, To: m.From, Exchange: m.Exchange})
+		}
+		return nil
+	case MsgPushAck:
+		e.onPushAck(m)
+		return nil
 	case MsgSync:
 		out, err := e.Answer(m.From, m.Sync)
 		if err != nil {
@@ -411,11 +495,13 @@ func (e *Engine) HasReady() bool { return !e.rd.IsEmpty() }
 // Ready returns what the node must do. The caller acts on it, then calls
 // Advance.
 func (e *Engine) Ready() Ready {
-	e.taken = [3]int{len(e.rd.Messages), len(e.rd.Changed), len(e.rd.Refusals)}
+	e.taken = [5]int{len(e.rd.Messages), len(e.rd.Changed), len(e.rd.Refusals), len(e.rd.Acked), len(e.rd.Failed)}
 	return Ready{
 		Messages: e.rd.Messages[:e.taken[0]:e.taken[0]],
 		Changed:  e.rd.Changed[:e.taken[1]:e.taken[1]],
 		Refusals: e.rd.Refusals[:e.taken[2]:e.taken[2]],
+		Acked:    e.rd.Acked[:e.taken[3]:e.taken[3]],
+		Failed:   e.rd.Failed[:e.taken[4]:e.taken[4]],
 	}
 }
 
@@ -424,16 +510,23 @@ func (e *Engine) Advance() {
 	e.rd.Messages = e.rd.Messages[e.taken[0]:]
 	e.rd.Changed = e.rd.Changed[e.taken[1]:]
 	e.rd.Refusals = e.rd.Refusals[e.taken[2]:]
-	if len(e.rd.Messages) == 0 {
-		e.rd.Messages = nil
+	e.rd.Acked = e.rd.Acked[e.taken[3]:]
+	e.rd.Failed = e.rd.Failed[e.taken[4]:]
+	e.rd = Ready{
+		Messages: nilIfEmpty(e.rd.Messages),
+		Changed:  nilIfEmpty(e.rd.Changed),
+		Refusals: nilIfEmpty(e.rd.Refusals),
+		Acked:    nilIfEmpty(e.rd.Acked),
+		Failed:   nilIfEmpty(e.rd.Failed),
 	}
-	if len(e.rd.Changed) == 0 {
-		e.rd.Changed = nil
+	e.taken = [5]int{}
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
 	}
-	if len(e.rd.Refusals) == 0 {
-		e.rd.Refusals = nil
-	}
-	e.taken = [3]int{}
+	return s
 }
 
 // flush sends the pending writes: as one delta to every replica that takes
@@ -457,20 +550,65 @@ func (e *Engine) flush() {
 			targets = append(targets, p.Name)
 		}
 	}
-	// No one to push to: anti-entropy (or dispatch's gossip) delivers the
-	// writes when a peer comes up.
-	if len(targets) == 0 {
-		return
-	}
-	if e.cfg.Protocol == ProtocolOriginal {
+	if e.cfg.Protocol == ProtocolOriginal && len(targets) > 0 {
 		d = e.r.State()
 		targets = []string{targets[e.rng.IntN(len(targets))]}
 	}
+	id := e.track(len(targets))
+	// No one to push to: anti-entropy (or dispatch's gossip) delivers the
+	// writes when a peer comes up.
 	for _, t := range targets {
 		e.stats.Pushes++
 		e.stats.PushEntries += uint64(d.Len())
-		e.send(Message{Kind: MsgPush, To: t, Delta: d})
+		e.send(Message{Kind: MsgPush, To: t, Exchange: id, Delta: d})
 	}
+}
+
+// track starts following the batch of writes a push to n replicas
+// carries, and returns the push's id (0 when nothing waits for it).
+func (e *Engine) track(n int) uint64 {
+	writes := e.batch
+	e.batch = nil
+	if len(writes) == 0 {
+		return 0
+	}
+	need := e.cfg.WriteQuorum
+	if need == QuorumAll {
+		need = n
+	}
+	if n == 0 || n < need {
+		e.fail(writes)
+		return 0
+	}
+	id := e.nextID
+	e.nextID++
+	e.inflight[id] = &pushTrack{writes: writes, need: need, deadline: e.now + int64(e.cfg.AckTimeout)}
+	return id
+}
+
+// onPushAck counts a replica's acknowledgement of a push.
+func (e *Engine) onPushAck(m Message) {
+	t := e.inflight[m.Exchange]
+	if t == nil {
+		e.stats.Stale++
+		return
+	}
+	if slices.Contains(t.from, m.From) {
+		return
+	}
+	t.from = append(t.from, m.From)
+	if len(t.from) < t.need {
+		return
+	}
+	delete(e.inflight, m.Exchange)
+	e.rd.Acked = append(e.rd.Acked, t.writes...)
+	e.stats.WritesAcked += uint64(len(t.writes))
+}
+
+// fail reports writes whose confirmation cannot come.
+func (e *Engine) fail(writes []uint64) {
+	e.rd.Failed = append(e.rd.Failed, writes...)
+	e.stats.WritesFailed += uint64(len(writes))
 }
 
 // antiEntropy starts an exchange with a random peer city, unless one is

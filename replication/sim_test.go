@@ -162,9 +162,16 @@ type simNode struct {
 	seenDead map[uuid.UUID]bool
 }
 
+// holder is one incarnation of one node.
+type holder struct {
+	node        string
+	incarnation uint64
+}
+
 type counts struct {
 	creates, deletes, homes, assigns, assignErrs, deaths, patrols int
 	bombs, kills, partitions, stepsBack, stalls, refused          int
+	dispatchCrashes, catchingUp, unconfirmed, lostWithHolders     int
 }
 
 type sim struct {
@@ -178,17 +185,28 @@ type sim struct {
 	// acked holds, per hero, the stamp of the latest write acknowledged to
 	// a client (dispatch's creates, deletes and assignments).
 	acked map[uuid.UUID]crdt.Timestamp
-	// graveyard holds the heroes a tombstone was held for by a replica
-	// that is never restarted (dispatch's). A death only the city that
-	// wrote it held, lost when that city was bombed before spreading it, is
-	// an unacknowledged write lost with its node, not a resurrection; each
-	// replica is checked for resurrection within its own lifetime.
+	// graveyard holds the heroes whose termination was acknowledged. A
+	// death only the city that wrote it held, lost when that city was
+	// bombed before spreading it, is an unacknowledged write lost with its
+	// node, not a resurrection; each replica is checked for resurrection
+	// within its own lifetime.
 	graveyard map[uuid.UUID]bool
+	// everDead holds every hero any replica ever held a tombstone for: an
+	// acknowledged hero may be absent at the end only if it died (or was
+	// terminated, acknowledged or not) and its tombstone was collected.
+	everDead map[uuid.UUID]bool
+	// held records, per hero, every incarnation of every node that held
+	// it, with the latest entry it held: a write may only be lost if every
+	// replica that ever held it (or a tombstone superseding it) lost its
+	// state.
+	held map[uuid.UUID]map[holder]crdt.Hero
 	// page is a page subscriber fed with dispatch's changes in order.
 	page     map[uuid.UUID]crdt.Hero
 	cutUntil int
 	c        counts
-	err      error
+	// waiting holds dispatch's commands whose writes await the quorum.
+	waiting map[uint64]crdt.Hero
+	err     error
 	// ahead is a node whose clock is far ahead, left out of clock trouble.
 	ahead *simNode
 	// engines sums the counters of every engine that has run.
@@ -201,18 +219,26 @@ type sim struct {
 }
 
 // addStats adds an engine's counters to the run's.
-func (s *sim) addStats(e *replication.Engine) {
-	st := e.Stats()
-	t := &s.engines
-	t.Exchanges += st.Exchanges
-	t.Relays += st.Relays
-	t.TimedOut += st.TimedOut
-	t.Aborted += st.Aborted
-	t.StateReads += st.StateReads
-	t.Refused += st.Refused
-	t.Collected += st.Collected
-	t.Pushes += st.Pushes
-	t.Stale += st.Stale
+func (s *sim) addStats(e *replication.Engine) { s.engines = sumStats(s.engines, e.Stats()) }
+
+func sumStats(a, b replication.Stats) replication.Stats {
+	a.Pushes += b.Pushes
+	a.PushEntries += b.PushEntries
+	a.Exchanges += b.Exchanges
+	a.Relays += b.Relays
+	a.StateReads += b.StateReads
+	a.Done += b.Done
+	a.TimedOut += b.TimedOut
+	a.Cut += b.Cut
+	a.Aborted += b.Aborted
+	a.SyncSteps += b.SyncSteps
+	a.Merged += b.Merged
+	a.Refused += b.Refused
+	a.Stale += b.Stale
+	a.Collected += b.Collected
+	a.WritesAcked += b.WritesAcked
+	a.WritesFailed += b.WritesFailed
+	return a
 }
 
 func newSim(t testing.TB, seed uint64) *sim {
@@ -226,6 +252,9 @@ func newSimProtocol(t testing.TB, seed uint64, p replication.Protocol) *sim {
 		acked:     map[uuid.UUID]crdt.Timestamp{},
 		graveyard: map[uuid.UUID]bool{},
 		page:      map[uuid.UUID]crdt.Hero{},
+		waiting:   map[uint64]crdt.Hero{},
+		everDead:  map[uuid.UUID]bool{},
+		held:      map[uuid.UUID]map[holder]crdt.Hero{},
 	}
 	s.net = &network{rng: rand.New(rand.NewPCG(seed, 2)), drop: dropRate, dup: dupRate, maxDelay: maxDelay, cut: map[[2]string]bool{}}
 	for i, name := range []string{"gotham", "metropolis", "capitol", "dispatch"} {
@@ -336,12 +365,19 @@ func (s *sim) drain(n *simNode) {
 		s.net.send(s.now, envelope{from: n.name, to: m.To, msg: p})
 	}
 	for _, h := range rd.Changed {
+		hs := s.held[h.ID]
+		if hs == nil {
+			hs = map[holder]crdt.Hero{}
+			s.held[h.ID] = hs
+		}
+		hs[holder{n.name, n.incarnation}] = h // a change only ever wins
 		if h.Dead {
 			n.seenDead[h.ID] = true
-			if n.ix == dispatchIx {
-				s.graveyard[h.ID] = true
-			}
-		} else if n.seenDead[h.ID] {
+			s.everDead[h.ID] = true
+		} else if n.seenDead[h.ID] && n != s.ahead {
+			// (A node whose clock is an hour ahead collects tombstones an
+			// hour early and can bring a hero back in its own replica; its
+			// writes are refused everywhere, so it spreads nowhere.)
 			s.fail("%s resurrected %s (%s) stamped %v", n.name, h.Name, h.ID, h.Stamp)
 		}
 		if n.ix == dispatchIx {
@@ -349,6 +385,20 @@ func (s *sim) drain(n *simNode) {
 		}
 	}
 	s.c.refused += len(rd.Refusals)
+	if n.ix == dispatchIx {
+		for _, w := range rd.Acked {
+			if h, ok := s.waiting[w]; ok {
+				delete(s.waiting, w)
+				s.ack(h)
+			}
+		}
+		for _, w := range rd.Failed {
+			if _, ok := s.waiting[w]; ok {
+				delete(s.waiting, w)
+				s.c.unconfirmed++ // answered 503: the outcome is unknown
+			}
+		}
+	}
 	n.eng.Advance()
 }
 
@@ -360,7 +410,7 @@ func (s *sim) toPage(h crdt.Hero) {
 		s.fail("the page was sent %s (%s) live after its tombstone", h.Name, h.ID)
 		return
 	}
-	if ok && !h.Dead && h.Stamp.Compare(cur.Stamp) <= 0 {
+	if ok && !h.Dead && h.Stamp.Compare(cur.Stamp) < 0 {
 		s.fail("the page was sent a stale entry for %s: %v after %v", h.ID, h.Stamp, cur.Stamp)
 		return
 	}
@@ -402,10 +452,36 @@ func (s *sim) deliver(env envelope) {
 	s.drain(n)
 }
 
+// ack records a write acknowledged to a client. The engine must not
+// acknowledge a write of dispatch's before a city has merged it.
 func (s *sim) ack(h crdt.Hero) {
+	if h.Stamp.Node == "dispatch" {
+		cityHeld := false
+		for k, held := range s.held[h.ID] {
+			if k.node != "dispatch" && subsumes(held, h.Stamp, h.Dead) {
+				cityHeld = true
+			}
+		}
+		if !cityHeld {
+			s.fail("%s (%s) acknowledged at %v before any city held it", h.Name, h.ID, h.Stamp)
+		}
+	}
 	if cur, ok := s.acked[h.ID]; !ok || cur.Less(h.Stamp) {
 		s.acked[h.ID] = h.Stamp
 	}
+	if h.Dead {
+		s.graveyard[h.ID] = true
+	}
+}
+
+// await holds a dispatch command's answer until the engine confirms its
+// write (n), as the replica actor does.
+func (s *sim) await(n uint64, h crdt.Hero) {
+	if n == 0 {
+		s.ack(h)
+		return
+	}
+	s.waiting[n] = h
 }
 
 func (s *sim) nowNs() int64 { return int64(s.now) * int64(tick) }
@@ -515,6 +591,13 @@ func (s *sim) crashes() {
 			s.membership()
 			s.c.kills++
 		}
+	case x < 5:
+		// Dispatch dies and restarts empty: commands waiting for their
+		// writes' confirmation were never answered; the page reconnects.
+		s.start(s.nodes[dispatchIx])
+		clear(s.waiting)
+		clear(s.page)
+		s.c.dispatchCrashes++
 	}
 }
 
@@ -549,14 +632,19 @@ func (s *sim) workload() {
 		}
 		return hs[s.rng.IntN(len(hs))].ID, true
 	}
+	if !c.CaughtUp() {
+		// As the replica actor: no command before dispatch has read a city.
+		s.c.catchingUp++
+		return
+	}
 	switch x := s.rng.IntN(100); {
 	case x < 5:
-		h, err := c.Create(fmt.Sprintf("hero-%d", s.c.creates))
+		h, n, err := c.Create(fmt.Sprintf("hero-%d", s.c.creates))
 		if err != nil {
 			s.t.Fatal(err)
 		}
 		s.c.creates++
-		s.ack(h)
+		s.await(n, h)
 	case x < 7:
 		if id, ok := randomLive(); ok {
 			hint, err := c.AssignContext(id)
@@ -568,21 +656,22 @@ func (s *sim) workload() {
 		}
 	case x < 8:
 		if id, ok := randomLive(); ok {
-			if err := c.Delete(id); err != nil {
+			n, err := c.Delete(id)
+			if err != nil {
 				s.t.Fatal(err)
 			}
 			tomb, _ := c.Replica().Get(id)
 			s.c.deletes++
-			s.ack(tomb)
+			s.await(n, tomb)
 		}
 	case x < 9:
 		if id, ok := randomLive(); ok {
-			h, err := c.AssignHome(id)
+			h, n, err := c.AssignHome(id)
 			if err != nil {
 				s.t.Fatal(err)
 			}
 			s.c.homes++
-			s.ack(h)
+			s.await(n, h)
 		}
 	}
 	s.drain(d)
@@ -650,23 +739,33 @@ func (s *sim) check() error {
 			return fmt.Errorf("%s and %s have equal fingerprints but hold different entries", n.name, s.nodes[0].name)
 		}
 	}
+acked:
 	for id, stamp := range s.acked {
 		for _, n := range s.nodes {
 			h, ok := n.eng.Replica().Get(id)
 			switch {
-			case !ok && s.graveyard[id]:
+			case !ok && s.everDead[id]:
 				// Terminated or died, and the tombstone collected.
-			case !ok:
-				return fmt.Errorf("acknowledged write lost: %s has no entry for %s", n.name, id)
-			case !h.Dead && h.Stamp.Less(stamp):
-				return fmt.Errorf("acknowledged write lost: %s holds %s at %v, older than the acknowledged %v", n.name, id, h.Stamp, stamp)
+			case !ok || (!h.Dead && h.Stamp.Less(stamp)):
+				if s.survivingHolder(id, stamp) != "" {
+					return fmt.Errorf("acknowledged write of %s at %v lost (%s holds %v), though %s held it and kept its state",
+						id, stamp, n.name, h.Stamp, s.survivingHolder(id, stamp))
+				}
+				// Every replica that held it lost its state (two failures
+				// before it spread): the promise of a write quorum of 1.
+				s.c.lostWithHolders++
+				continue acked
 			}
 		}
 	}
 	for id := range s.graveyard {
 		for _, n := range s.nodes {
 			if h, err := n.eng.Replica().Lookup(id); err == nil {
-				return fmt.Errorf("%s: %s (%s) was tombstoned but is alive", n.name, h.Name, id)
+				if k := s.survivingHolder(id, s.acked[id]); k != "" {
+					return fmt.Errorf("%s: %s (%s) was terminated (acknowledged) but is alive, though %s held the tombstone and kept its state", n.name, h.Name, id, k)
+				}
+				s.c.lostWithHolders++ // every holder of the tombstone lost its state
+				break
 			}
 		}
 	}
@@ -684,6 +783,28 @@ func (s *sim) check() error {
 		return fmt.Errorf("the page shows %d live heroes, the replicas hold %d", live, ref.Len())
 	}
 	return nil
+}
+
+// subsumes reports whether holding h means holding a write stamped at
+// (a tombstone if dead): h is a tombstone (which wins over any live write,
+// so a concurrent delete supersedes it), or, for a live write, h is that
+// write or a later one.
+func subsumes(h crdt.Hero, at crdt.Timestamp, dead bool) bool {
+	return h.Dead || (!dead && !h.Stamp.Less(at))
+}
+
+// survivingHolder returns a node whose current incarnation held the write
+// (id at stamp or later), or "".
+func (s *sim) survivingHolder(id uuid.UUID, stamp crdt.Timestamp) string {
+	for k, held := range s.held[id] {
+		if !subsumes(held, stamp, s.graveyard[id]) {
+			continue
+		}
+		if n := s.node(k.node); n.incarnation == k.incarnation {
+			return k.node
+		}
+	}
+	return ""
 }
 
 func simSeeds(t *testing.T) []uint64 {
@@ -727,21 +848,16 @@ func TestSimulation(t *testing.T) {
 		for _, n := range s.nodes {
 			s.addStats(n.eng)
 		}
-		engines.Exchanges += s.engines.Exchanges
-		engines.Relays += s.engines.Relays
-		engines.TimedOut += s.engines.TimedOut
-		engines.Aborted += s.engines.Aborted
-		engines.Refused += s.engines.Refused
-		engines.Collected += s.engines.Collected
-		engines.Pushes += s.engines.Pushes
-		engines.Stale += s.engines.Stale
+		engines = sumStats(engines, s.engines)
 		c := s.c
 		for _, p := range []struct{ dst, src *int }{
 			{&total.creates, &c.creates}, {&total.deletes, &c.deletes}, {&total.homes, &c.homes},
 			{&total.assigns, &c.assigns}, {&total.assignErrs, &c.assignErrs}, {&total.deaths, &c.deaths},
 			{&total.patrols, &c.patrols}, {&total.bombs, &c.bombs}, {&total.kills, &c.kills},
 			{&total.partitions, &c.partitions}, {&total.stepsBack, &c.stepsBack}, {&total.stalls, &c.stalls},
-			{&total.refused, &c.refused},
+			{&total.refused, &c.refused}, {&total.dispatchCrashes, &c.dispatchCrashes},
+			{&total.catchingUp, &c.catchingUp}, {&total.unconfirmed, &c.unconfirmed},
+			{&total.lostWithHolders, &c.lostWithHolders},
 		} {
 			*p.dst += *p.src
 		}
@@ -762,11 +878,13 @@ func TestSimulation(t *testing.T) {
 		"creates": total.creates, "deaths": total.deaths, "deletes": total.deletes, "home assignments": total.homes,
 		"city assignments": total.assigns, "failed assignments": total.assignErrs, "patrols": total.patrols,
 		"bombs": total.bombs, "kills": total.kills, "partitions": total.partitions,
+		"dispatch crashes": total.dispatchCrashes, "commands refused while catching up": total.catchingUp,
 		"clock steps back": total.stepsBack, "clock stalls": total.stalls,
 		"dropped messages": msgs[1], "duplicated messages": msgs[2],
 		"refused stamps": int(engines.Refused), "collected tombstones": int(engines.Collected),
 		"timed-out exchanges": int(engines.TimedOut), "relayed exchanges": int(engines.Relays),
 		"exchanges abandoned for a departed peer": int(engines.Aborted), "stale replies": int(engines.Stale),
+		"writes confirmed by a city": int(engines.WritesAcked), "writes left unconfirmed": int(engines.WritesFailed),
 	} {
 		if n == 0 {
 			t.Errorf("the runs had no %s", what)

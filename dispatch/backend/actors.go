@@ -2,6 +2,7 @@ package backend
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,14 +24,15 @@ func SpawnReplica(system *actor.ActorSystem, cfg ReplicaConfig) (*Replica, *supe
 	if err := checkReplicaConfig(cfg); err != nil {
 		return nil, nil, err
 	}
+	ready := &atomic.Bool{}
 	g, err := supervise.Spawn(system, supervise.Config{
 		Name:        "dispatch-supervisor",
 		MaxRestarts: MaxRestarts,
 		Window:      RestartWindow,
 		Logger:      cfg.Logger,
-	}, supervise.Child{Name: "replica", Props: replicaProps(cfg)})
+	}, supervise.Child{Name: "replica", Props: replicaProps(cfg, ready)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("backend: %w", err)
 	}
-	return &Replica{root: system.Root, pid: g.Child("replica"), timeout: cfg.Timeout}, g, nil
+	return &Replica{root: system.Root, pid: g.Child("replica"), timeout: cfg.Timeout, ready: ready}, g, nil
 }

@@ -152,6 +152,9 @@ func (b *Backend) Heroes() []crdt.Hero {
 	return hs
 }
 
+// Ready implements service.Backend.
+func (b *Backend) Ready() bool { return b.replica.Ready() }
+
 // Hero implements service.Backend.
 func (b *Backend) Hero(id uuid.UUID) (crdt.Hero, error) { return b.replica.Lookup(id) }
 
@@ -283,6 +286,7 @@ func (b *Backend) probe(ctx context.Context) service.ClusterStatus {
 	}
 	wg.Wait()
 	cs.InSync = inSync(cs.Cities)
+	cs.Ready = b.replica.Ready()
 	b.status.annotate(cs.Cities, time.Now())
 	return cs
 }

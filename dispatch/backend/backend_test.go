@@ -107,6 +107,8 @@ func newBackend(t *testing.T, cities *fakeCities, opts ...func(*replication.Conf
 	done := make(chan struct{})
 	go func() { defer close(done); b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+	// A new dispatch answers "catching up" until it has read a city.
+	testkit.AwaitCondition(t, 5*time.Second, replica.Ready, "dispatch never caught up")
 	return b, replica, pub
 }
 

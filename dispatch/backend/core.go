@@ -51,33 +51,40 @@ func (c *Core) Engine() *replication.Engine { return c.engine }
 // Replica returns the crdt replica.
 func (c *Core) Replica() *crdt.Replica { return c.r }
 
+// The commands below return the write's number from the engine
+// (replication.Engine.LocalWrite): a caller that must not acknowledge a
+// write before the write quorum holds it waits for the number to come out
+// of Ready.Acked (or Failed). 0 means nothing to wait for.
+
 // Create writes a new hero at home.
-func (c *Core) Create(name string) (crdt.Hero, error) {
+func (c *Core) Create(name string) (crdt.Hero, uint64, error) {
 	h, d, err := c.r.Create(c.newID(), name)
-	c.wrote(d, err)
-	return h, err
+	return h, c.wrote(d, err), err
 }
 
-// Delete tombstones the hero; crdt.ErrUnknown if never seen, nil if it is
-// already dead.
-func (c *Core) Delete(id uuid.UUID) error {
+// Delete tombstones the hero; crdt.ErrUnknown if never seen, nil (and
+// nothing to wait for) if it is already dead.
+func (c *Core) Delete(id uuid.UUID) (uint64, error) {
 	d, err := c.r.Delete(id)
-	c.wrote(d, err)
-	return err
+	return c.wrote(d, err), err
 }
 
 // AssignHome sends the hero home, healed (see city.AssignHome).
-func (c *Core) AssignHome(id uuid.UUID) (crdt.Hero, error) {
+func (c *Core) AssignHome(id uuid.UUID) (crdt.Hero, uint64, error) {
 	h, d, err := city.AssignHome(c.r, id, c.rules)
-	c.wrote(d, err)
-	return h, err
+	return h, c.wrote(d, err), err
 }
 
-func (c *Core) wrote(d crdt.Delta, err error) {
-	if err == nil {
-		c.engine.LocalWrite(d)
+func (c *Core) wrote(d crdt.Delta, err error) uint64 {
+	if err != nil {
+		return 0
 	}
+	return c.engine.LocalWrite(d)
 }
+
+// CaughtUp reports whether the replica may answer for the cluster: see
+// replication.Engine.CaughtUp.
+func (c *Core) CaughtUp() bool { return c.engine.CaughtUp() }
 
 // Lookup returns the live hero, crdt.ErrDead with the tombstone, or
 // crdt.ErrUnknown.

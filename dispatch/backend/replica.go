@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/city"
 	"github.com/superhero-cluster/superhero/messages"
@@ -66,7 +67,7 @@ func (c ReplicaConfig) withDefaults() ReplicaConfig {
 
 // ErrReplicaUnavailable means dispatch's replica actor did not answer in
 // time (it is restarting, or the node is stopping).
-var ErrReplicaUnavailable = errors.New("backend: dispatch's replica is not answering")
+var ErrReplicaUnavailable = fmt.Errorf("%w: dispatch's replica is not answering", service.ErrUnavailable)
 
 // Replica is dispatch's replica, owned by one actor: the crdt replica, the
 // replication engine that pushes dispatch's writes and runs its gossip and
@@ -77,7 +78,14 @@ type Replica struct {
 	root    *actor.RootContext
 	pid     *actor.PID
 	timeout time.Duration
+	// ready mirrors the actor's Core.CaughtUp, for readers that must not
+	// wait on the actor.
+	ready *atomic.Bool
 }
+
+// Ready reports whether dispatch's replica has caught up with the cities
+// since it started (see replication.Engine.CaughtUp).
+func (r *Replica) Ready() bool { return r.ready.Load() }
 
 // replicaCall is a call to the replica actor: the message and where to answer.
 // Answering through a channel rather than a protoactor future keeps the
@@ -201,9 +209,19 @@ func (r *Replica) Deliver(m *messages.Replicate) { r.root.Send(r.pid, m) }
 type replicaActor struct {
 	cfg         ReplicaConfig
 	incarnation *atomic.Uint64
+	ready       *atomic.Bool
 	log         *slog.Logger
 	core        *Core
 	drv         *wire.Driver
+	// waiting holds the answers to writes that wait for the write
+	// quorum, by write number.
+	waiting map[uint64]waiter
+}
+
+// waiter is a command's answer held until its write is confirmed.
+type waiter struct {
+	respond func(any)
+	res     heroRes
 }
 
 func (a *replicaActor) Receive(ctx actor.Context) {
@@ -234,17 +252,33 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 			a.log.Warn("bad replication message", "from", m.GetFrom(), "err", err)
 		}
 	case createReq:
-		h, err := c.Create(m.name)
-		respond(heroRes{h: h, err: err})
+		if a.catchingUp(respond) {
+			break
+		}
+		h, n, err := c.Create(m.name)
+		a.answer(respond, n, heroRes{h: h, err: err})
 	case deleteReq:
-		respond(heroRes{err: c.Delete(m.id)})
+		if a.catchingUp(respond) {
+			break
+		}
+		n, err := c.Delete(m.id)
+		a.answer(respond, n, heroRes{err: err})
 	case homeReq:
-		h, err := c.AssignHome(m.id)
-		respond(heroRes{h: h, err: err})
+		if a.catchingUp(respond) {
+			break
+		}
+		h, n, err := c.AssignHome(m.id)
+		a.answer(respond, n, heroRes{h: h, err: err})
 	case lookupReq:
+		if a.catchingUp(respond) {
+			break
+		}
 		h, err := c.Lookup(m.id)
 		respond(heroRes{h: h, err: err})
 	case contextReq:
+		if a.catchingUp(respond) {
+			break
+		}
 		b, err := c.AssignContext(m.id)
 		respond(heroRes{b: b, err: err})
 	case replyReq:
@@ -273,6 +307,7 @@ func (a *replicaActor) onStarted() {
 	}
 	a.core = core
 	a.drv = wire.NewDriver(core.Engine(), a.cfg.Transport)
+	a.waiting = map[uint64]waiter{}
 	a.log.Info("replica started", "replica", "empty")
 	a.drv.Tick()
 }
@@ -285,6 +320,18 @@ func (a *replicaActor) drive(ctx actor.Context) {
 	}
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	a.drv.Flush(nil, func(rd replication.Ready) {
+		for _, n := range rd.Acked {
+			if w, ok := a.waiting[n]; ok {
+				delete(a.waiting, n)
+				w.respond(w.res)
+			}
+		}
+		for _, n := range rd.Failed {
+			if w, ok := a.waiting[n]; ok {
+				delete(a.waiting, n)
+				w.respond(heroRes{err: ErrNotReplicated})
+			}
+		}
 		if len(rd.Changed) > 0 {
 			a.cfg.Publish(crdt.Delta{Heroes: slices.Clone(rd.Changed)})
 		}
@@ -292,13 +339,39 @@ func (a *replicaActor) drive(ctx actor.Context) {
 			a.log.Warn("refused writes", "peer", r.Peer, "err", r.Err, "suppressed", r.Suppressed)
 		}
 	}, func() { root.Send(self, engineTick{}) })
+	a.ready.Store(a.core.CaughtUp())
+}
+
+// ErrNotReplicated means no city confirmed a write in time: the outcome is
+// unknown (dispatch holds the write and it may still spread).
+var ErrNotReplicated = fmt.Errorf("%w: no city confirmed the write in time; it may still spread", service.ErrOutcomeUnknown)
+
+// ErrCatchingUp means dispatch restarted and has not yet read a city.
+var ErrCatchingUp = fmt.Errorf("%w: dispatch is catching up", service.ErrUnavailable)
+
+// catchingUp answers ErrCatchingUp while the replica has not caught up.
+func (a *replicaActor) catchingUp(respond func(any)) bool {
+	if a.core.CaughtUp() {
+		return false
+	}
+	respond(heroRes{err: ErrCatchingUp})
+	return true
+}
+
+// answer answers a command at once, or when its write is confirmed.
+func (a *replicaActor) answer(respond func(any), n uint64, res heroRes) {
+	if n == 0 || res.err != nil {
+		respond(res)
+		return
+	}
+	a.waiting[n] = waiter{respond: respond, res: res}
 }
 
 // replicaProps returns the props of dispatch's replica actor.
-func replicaProps(cfg ReplicaConfig) *actor.Props {
+func replicaProps(cfg ReplicaConfig, ready *atomic.Bool) *actor.Props {
 	var incarnation atomic.Uint64
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &replicaActor{cfg: cfg, incarnation: &incarnation, log: cfg.Logger.With("actor", "replica")}
+		return &replicaActor{cfg: cfg, incarnation: &incarnation, ready: ready, log: cfg.Logger.With("actor", "replica")}
 	})
 }
 

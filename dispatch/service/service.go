@@ -28,6 +28,14 @@ var (
 	// restarting, or cut off. A backend call that ran out of time talking
 	// to a city should wrap both: fmt.Errorf("%w: %w", ErrCityDown, err).
 	ErrCityDown = errors.New("dispatch: city unreachable")
+	// ErrUnavailable means dispatch cannot answer for the cluster right
+	// now (it is catching up after a restart, or its replica is
+	// restarting); retry later.
+	ErrUnavailable = errors.New("dispatch: unavailable")
+	// ErrOutcomeUnknown means a write was made in dispatch's replica but
+	// not confirmed by the cities in time: it may or may not spread, so it
+	// was not acknowledged.
+	ErrOutcomeUnknown = errors.New("dispatch: outcome unknown")
 )
 
 // Backend is everything the web layer needs from the dispatch node. The
@@ -41,6 +49,11 @@ type Backend interface {
 	// Heroes returns the live heroes of dispatch's merged view, in any
 	// order.
 	Heroes() []crdt.Hero
+
+	// Ready reports whether dispatch's view may be trusted: after a
+	// restart it is not until dispatch has read a city (or knows none is
+	// up). Until then reads and commands fail with ErrUnavailable.
+	Ready() bool
 
 	// Hero returns the hero with id. For a tombstone it returns the
 	// tombstone and an error wrapping crdt.ErrDead; for an id never seen,
@@ -82,6 +95,8 @@ type ClusterStatus struct {
 	// InSync reports whether at least one city is up and every city that
 	// is up reports the same digest.
 	InSync bool
+	// Ready is Backend.Ready when the status was taken.
+	Ready bool
 }
 
 // CityStatus is one city's state.

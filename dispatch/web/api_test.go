@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/crdt"
+	"github.com/superhero-cluster/superhero/dispatch/service"
 )
 
 func TestAPI(t *testing.T) {
@@ -33,8 +35,34 @@ func TestAPI(t *testing.T) {
 		r.json(t, &h)
 		return h
 	}
+	// wantError checks the JSON error names what happened.
+	wantError := func(part string) func(t *testing.T, e *env, r response, id ids) {
+		return func(t *testing.T, e *env, r response, id ids) {
+			t.Helper()
+			var body struct {
+				Error string `json:"error"`
+			}
+			r.json(t, &body)
+			if !strings.Contains(body.Error, part) {
+				t.Errorf("error %q does not say %q", body.Error, part)
+			}
+		}
+	}
 	cases := []tc{
 		{name: "healthz", method: "GET", path: "/healthz", want: 200},
+		{name: "readyz", method: "GET", path: "/readyz", want: 200},
+		{name: "readyz catching up", method: "GET", path: "/readyz", want: 503, setup: catchingUp,
+			check: wantError("dispatch is catching up")},
+		{name: "healthz while catching up", method: "GET", path: "/healthz", want: 200, setup: catchingUp},
+		{name: "list catching up", method: "GET", path: "/api/superheroes", want: 503, setup: catchingUp,
+			check: wantError("dispatch is catching up")},
+		{name: "create not confirmed", method: "POST", path: "/api/superheroes", body: `{"name":"X"}`, want: 503,
+			setup: func(e *env) {
+				e.backend.mu.Lock()
+				e.backend.fail = fmt.Errorf("%w: no city confirmed the write in time; it may still spread", service.ErrOutcomeUnknown)
+				e.backend.mu.Unlock()
+			},
+			check: wantError("outcome unknown")},
 
 		// list
 		{name: "list", method: "GET", path: "/api/superheroes", want: 200, check: func(t *testing.T, e *env, r response, id ids) {
@@ -416,4 +444,13 @@ func TestRunShutsDown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after cancel")
 	}
+}
+
+// catchingUp makes the fake backend answer as a dispatch that restarted
+// and has not read a city yet.
+func catchingUp(e *env) {
+	e.backend.mu.Lock()
+	e.backend.catching = true
+	e.backend.fail = fmt.Errorf("%w: dispatch is catching up", service.ErrUnavailable)
+	e.backend.mu.Unlock()
 }

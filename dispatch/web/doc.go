@@ -11,7 +11,14 @@
 // Every error, including unknown routes (404), wrong methods (405) and
 // oversize bodies (413), is {"error": "..."}.
 //
-//	GET    /healthz                        200
+//	GET    /healthz                        200 (the process runs)
+//	GET    /readyz                         200; 503 while dispatch catches up after a restart
+//
+// Every command and read below answers 503 "dispatch is catching up" until
+// dispatch has read a city after a restart. Create, delete and assign home
+// answer only once a city holds the write (-write-quorum), else 503 with
+// "outcome unknown".
+//
 //	GET    /api/superheroes                200 {"superheroes":[HERO...]} sorted by name, then id
 //	POST   /api/superheroes                201 HERO; body optional {"name":"..."}; 400 name > 64 chars
 //	GET    /api/superheroes/{id}           200 HERO; 400 bad id; 404 never seen; 410 dead
@@ -19,7 +26,7 @@
 //	PUT    /api/superheroes/{id}/location  200 HERO; body {"location":"gotham"|"home"};
 //	                                       400 bad location; 404; 409 dead; 503 city down
 //	POST   /api/bomb                       202 {"city":"gotham"}; body optional {"city":"..."}; 400; 503
-//	GET    /api/cluster                    200 {"cities":[{"name","up","heroes","digest","state","incarnation","lag_ms"}...],"in_sync":BOOL}
+//	GET    /api/cluster                    200 {"cities":[{"name","up","heroes","digest","state","incarnation","lag_ms"}...],"in_sync":BOOL,"ready":BOOL}
 //	GET    /api/cities/{city}/superheroes  200 {"superheroes":[...]}; 400 unknown city; 503 down
 //
 // HERO is {"id","name","location","is_patrolling","health","dead","updated_at",

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -47,6 +48,8 @@ func statusOf(err error) int {
 	case errors.Is(err, crdt.ErrLocation), errors.Is(err, service.ErrUnknownCity):
 		return http.StatusBadRequest
 	case errors.Is(err, service.ErrCityDown),
+		errors.Is(err, service.ErrUnavailable),
+		errors.Is(err, service.ErrOutcomeUnknown),
 		errors.Is(err, context.DeadlineExceeded),
 		errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable
@@ -86,3 +89,6 @@ func lowerStatusText(code int) string {
 	}
 	return string(b)
 }
+
+// errCatchingUp answers reads while dispatch has not caught up.
+var errCatchingUp = fmt.Errorf("%w: dispatch is catching up", service.ErrUnavailable)

@@ -40,6 +40,13 @@ type fakeBackend struct {
 	block    bool          // Assign waits for its context to end
 	deadline time.Duration // time left on the context of the latest call
 	panics   bool          // Heroes panics
+	catching bool          // not Ready: catching up after a restart
+}
+
+func (f *fakeBackend) Ready() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.catching
 }
 
 var _ service.Backend = (*fakeBackend)(nil)
@@ -202,7 +209,7 @@ func (f *fakeBackend) Cluster(ctx context.Context) service.ClusterStatus {
 	_ = f.note(ctx) // Cluster cannot fail
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	cs := service.ClusterStatus{InSync: true}
+	cs := service.ClusterStatus{InSync: true, Ready: !f.catching}
 	for _, c := range f.cities {
 		st := service.CityStatus{Name: c, Up: f.up[c]}
 		if st.Up {

@@ -165,6 +165,14 @@ func (s *Server) routes() *echo.Echo {
 	e.Use(s.limitBody)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	// /readyz says whether dispatch's view may be trusted (after a
+	// restart, not until it has read a city); /healthz only that it runs.
+	e.GET("/readyz", func(c echo.Context) error {
+		if !s.backend.Ready() {
+			return errCatchingUp
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	})
 
 	e.GET("/api/superheroes", s.listHeroes)
 	e.POST("/api/superheroes", s.createHero, s.checkOrigin)
@@ -281,7 +289,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			level = slog.LevelError
 		case status >= 500:
 			level = slog.LevelWarn
-		case req.URL.Path == "/healthz" || strings.HasPrefix(req.URL.Path, "/static/"):
+		case req.URL.Path == "/healthz" || req.URL.Path == "/readyz" || strings.HasPrefix(req.URL.Path, "/static/"):
 			level = slog.LevelDebug
 		}
 		attrs := []any{"method", req.Method, "path", req.URL.Path, "status", status, "dur", time.Since(start).Round(time.Microsecond)}
@@ -393,6 +401,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 // --- handlers ---
 
 func (s *Server) listHeroes(c echo.Context) error {
+	if !s.backend.Ready() {
+		return errCatchingUp
+	}
 	heroes := slices.Clone(s.backend.Heroes())
 	sortHeroes(heroes)
 	return c.JSON(http.StatusOK, heroesJSON{Superheroes: toHeroesJSON(heroes)})

@@ -100,10 +100,13 @@ type cityJSON struct {
 type clusterJSON struct {
 	Cities []cityJSON `json:"cities"`
 	InSync bool       `json:"in_sync"`
+	// Ready is false while dispatch catches up after a restart; the page
+	// then shows "catching up" instead of an empty table.
+	Ready bool `json:"ready"`
 }
 
 func toClusterJSON(cs service.ClusterStatus) clusterJSON {
-	out := clusterJSON{Cities: make([]cityJSON, len(cs.Cities)), InSync: cs.InSync}
+	out := clusterJSON{Cities: make([]cityJSON, len(cs.Cities)), InSync: cs.InSync, Ready: cs.Ready}
 	for i, c := range cs.Cities {
 		out.Cities[i] = cityJSON{Name: string(c.Name), Up: c.Up, State: "down"}
 		if c.Up {

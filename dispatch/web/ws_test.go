@@ -59,11 +59,11 @@ func TestWSSnapshotFirst(t *testing.T) {
 	// Then events, in the documented shapes.
 	id := uuid.New()
 	e.hub.Publish(delta(crdt.Hero{ID: id, Name: "Nova", Location: crdt.Gotham, Health: 40, Patrolling: true, Stamp: stamp(time.Now().UnixNano())}))
-	e.hub.Publish(service.ClusterEvent(service.ClusterStatus{Cities: []service.CityStatus{{Name: crdt.Gotham, Up: true, Heroes: 1, Digest: 0xabc}}, InSync: true}))
+	e.hub.Publish(service.ClusterEvent(service.ClusterStatus{Cities: []service.CityStatus{{Name: crdt.Gotham, Up: true, Heroes: 1, Digest: 0xabc}}, InSync: true, Ready: true}))
 	e.hub.Publish(service.FlashEvent("hello"))
 	want := []string{
 		`{"type":"delta","heroes":[{"id":"` + id.String() + `","name":"Nova","location":"gotham","is_patrolling":true,"health":40,"dead":false,"updated_at":"`,
-		`{"type":"cluster","cluster":{"cities":[{"name":"gotham","up":true,"heroes":1,"digest":"0000000000000abc","state":"up","incarnation":0,"lag_ms":0}],"in_sync":true}}`,
+		`{"type":"cluster","cluster":{"cities":[{"name":"gotham","up":true,"heroes":1,"digest":"0000000000000abc","state":"up","incarnation":0,"lag_ms":0}],"in_sync":true,"ready":true}}`,
 		`{"type":"flash","message":"hello"}`,
 	}
 	for _, w := range want {

@@ -43,7 +43,7 @@ func Encode(m replication.Message) (*messages.Replicate, error) {
 // Decode returns the engine message p carries, addressed to self.
 func Decode(p *messages.Replicate, self string) (replication.Message, error) {
 	m := replication.Message{Kind: replication.MsgKind(p.GetKind()), From: p.GetFrom(), To: self, Exchange: p.GetExchange()}
-	if m.Kind < replication.MsgPush || m.Kind > replication.MsgState || m.From == "" {
+	if m.Kind < replication.MsgPush || m.Kind > replication.LastMsgKind || m.From == "" {
 		return m, fmt.Errorf("%w: kind %d from %q", ErrBadMessage, p.GetKind(), p.GetFrom())
 	}
 	if len(p.GetDelta()) > 0 {

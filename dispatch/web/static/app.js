@@ -54,6 +54,7 @@
     counts: new Map(),   // location -> {heroes, patrolling}, from state.heroes
     cities: new Map(),   // name -> city view (see cityView)
     cluster: { cities: [], in_sync: false },
+    catchingUp: false,   // dispatch restarted and has not read a city yet
     locations: ['home'], // home and every known city: the assign choices
     locationsKey: 'home', // locations joined by newlines
     filter: { name: '', city: '' },
@@ -727,7 +728,10 @@
     const total = state.heroes.size;
     const filtered = state.filter.name || state.filter.city;
     setText(el.count, filtered ? `${state.shown} of ${total}` : String(total));
-    el.empty.hidden = total > 0;
+    // A dispatch that restarted knows nothing until it has read a city:
+    // say so instead of showing an empty table.
+    setText(el.empty, state.catchingUp ? 'Dispatch is catching up with the cities…' : 'No superheroes yet. Create one.');
+    el.empty.hidden = total > 0 && !state.catchingUp;
     el.noMatch.hidden = total === 0 || state.shown > 0;
     for (const v of state.cities.values()) {
       if (v.countsDirty) renderCityCounts(v);
@@ -738,6 +742,11 @@
 
   function onCluster(cluster, initial) {
     if (!cluster) return;
+    if (state.catchingUp !== (cluster.ready === false)) {
+      state.catchingUp = cluster.ready === false;
+      document.body.classList.toggle('catching-up', state.catchingUp);
+      renderCounts();
+    }
     const events = [];
     const common = commonDigest(cluster.cities);
     for (const c of cluster.cities) {
