@@ -297,7 +297,7 @@ func (b *Backend) refreshStatus(ctx context.Context) {
 		return
 	}
 	prev := b.last.Load()
-	if slices.Equal(cs.Cities, prev.Cities) && cs.InSync == prev.InSync {
+	if slices.Equal(cs.Cities, prev.Cities) && cs.InSync == prev.InSync && cs.Ready == prev.Ready {
 		return
 	}
 	for _, c := range cs.Cities {

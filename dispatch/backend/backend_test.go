@@ -215,7 +215,7 @@ func TestBackendClusterStatus(t *testing.T) {
 	cities.write(t, crdt.Gotham, 3)
 
 	status(t, b, "gotham and metropolis up and diverged, capitol (known, never seen) down", func(by map[crdt.Location]service.CityStatus, cs service.ClusterStatus) bool {
-		return len(cs.Cities) == 3 && by[crdt.Gotham].Up && !by[crdt.Capitol].Up && !cs.InSync && by[crdt.Gotham].Heroes == 3 &&
+		return len(cs.Cities) == 3 && cs.Ready && by[crdt.Gotham].Up && !by[crdt.Capitol].Up && !cs.InSync && by[crdt.Gotham].Heroes == 3 &&
 			// Metropolis is behind the city with more heroes.
 			by[crdt.Metropolis].Lag > 0 && by[crdt.Gotham].Lag == 0
 	})

@@ -187,7 +187,7 @@ func (c *cluster) join(ctx context.Context) error {
 }
 
 // awaitUp waits until the member sees every city's kind and dispatch
-// reports every city up.
+// reports every city up and itself ready.
 func (c *cluster) awaitUp(ctx context.Context, cities []string) error {
 	return poll(ctx, 20*time.Millisecond, func() (bool, error) {
 		for _, name := range cities {
@@ -204,7 +204,8 @@ func (c *cluster) awaitUp(ctx context.Context, cities []string) error {
 				return false, nil
 			}
 		}
-		return true, nil
+		// Dispatch answers "catching up" until it has read a city.
+		return st.Ready, nil
 	})
 }
 
@@ -481,6 +482,8 @@ type clusterStatus struct {
 		Digest string `json:"digest"`
 	} `json:"cities"`
 	InSync bool `json:"in_sync"`
+	// Ready is false while dispatch catches up after a start.
+	Ready bool `json:"ready"`
 }
 
 func (s clusterStatus) up(city string) bool {
