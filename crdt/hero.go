@@ -95,14 +95,19 @@ func (h *Hero) check() error {
 	return nil
 }
 
-// wins reports whether a supersedes b, two entries for the same id. The
-// order is total, so merge is commutative, associative and idempotent:
+// Supersedes reports whether entry a wins over b, two entries for the same
+// id, by the rule every replica merges by (the table in doc.go). The order
+// is total, so merge is commutative, associative and idempotent:
 //   - a tombstone beats any live entry, whatever their stamps (no
 //     resurrection);
 //   - otherwise the later stamp wins;
 //   - equal stamps (possible only if a node reuses its clock after a crash
 //     with the wall clock stepped back) fall back to comparing content.
-func (a *Hero) wins(b *Hero) bool {
+//
+// Identical entries supersede neither. Change feeds (the hub, the page)
+// coalesce by it, so they settle on what a replica merging the same
+// entries holds, whatever order they came in.
+func (a *Hero) Supersedes(b *Hero) bool {
 	if a.Dead != b.Dead {
 		return a.Dead
 	}

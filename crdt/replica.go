@@ -180,13 +180,13 @@ func (r *Replica) Merge(d Delta) Delta {
 			latest = in.Stamp
 		}
 		cur, ok := r.entries[in.ID]
-		if ok && !in.wins(&cur) {
+		if ok && !in.Supersedes(&cur) {
 			continue
 		}
 		if !ok && in.Dead && in.Stamp.Wall < r.horizon {
 			// A tombstone this replica already collected: keeping it again
 			// would only ping-pong it between replicas.
-			if prev := skipped[in.ID]; prev == nil || in.wins(prev) {
+			if prev := skipped[in.ID]; prev == nil || in.Supersedes(prev) {
 				if skipped == nil {
 					skipped = make(map[uuid.UUID]*Hero)
 				}

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"cmp"
 	"errors"
 	"log/slog"
 	"sync"
@@ -330,41 +329,6 @@ func (s *Subscription) prime(snap service.Event) {
 	s.signal()
 }
 
-// supersedes reports whether entry a wins over b, two entries for the same
-// id, by the rule replicas merge by (crdt.Hero's unexported wins; see the
-// table in crdt/doc.go): a tombstone beats any live entry, otherwise the
-// later stamp wins, and equal stamps fall back to comparing content. So
-// pending entries coalesce to what a replica merging them would hold,
-// whatever order they were published in. Identical entries supersede
-// neither. TestSupersedesMatchesMerge checks it against crdt.Replica.Merge.
-func supersedes(a, b *crdt.Hero) bool {
-	if a.Dead != b.Dead {
-		return a.Dead
-	}
-	if c := a.Stamp.Compare(b.Stamp); c != 0 {
-		return c > 0
-	}
-	return compareContent(a, b) > 0
-}
-
-// compareContent orders two entries with equal stamps as crdt does: by
-// name, location, health, then patrolling.
-func compareContent(a, b *crdt.Hero) int {
-	if c := cmp.Compare(a.Name, b.Name); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Location, b.Location); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(a.Health, b.Health); c != 0 {
-		return c
-	}
-	return cmp.Compare(boolInt(a.Patrolling), boolInt(b.Patrolling))
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
+// supersedes reports whether entry a wins over b by the CRDT's own rule:
+// see crdt.Hero.Supersedes.
+func supersedes(a, b *crdt.Hero) bool { return a.Supersedes(b) }
