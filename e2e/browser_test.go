@@ -39,7 +39,7 @@ func TestBrowser(t *testing.T) {
 	c.startDispatch()
 	await(t, 30*time.Second, "three cities up", func() bool {
 		cs := a.cluster()
-		return cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
+		return cs.Ready && cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
 	})
 
 	// Something to look at: one hero on patrol in capitol and one in

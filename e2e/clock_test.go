@@ -20,7 +20,7 @@ func TestClockAheadIsRefused(t *testing.T) {
 	c.startDispatch()
 	await(t, 30*time.Second, "three cities up", func() bool {
 		cs := a.cluster()
-		return cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
+		return cs.Ready && cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
 	})
 	var ids []string
 	for i := range 3 {

@@ -84,7 +84,7 @@ func TestCluster(t *testing.T) {
 	c.startDispatch()
 	await(t, 30*time.Second, "three cities up", func() bool {
 		cs := a.cluster()
-		return cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
+		return cs.Ready && cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
 	})
 	fig.add("cluster formation (process start to all cities up in /api/cluster)", time.Since(start))
 
@@ -360,7 +360,7 @@ func TestCitiesConvergeWithoutDispatch(t *testing.T) {
 	d := c.startDispatch()
 	await(t, 30*time.Second, "three cities up", func() bool {
 		cs := a.cluster()
-		return cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
+		return cs.Ready && cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up
 	})
 	if err := d.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -394,7 +394,7 @@ func TestFourthCityJoinsAndLeaves(t *testing.T) {
 		c.startCity(name, quiet...)
 	}
 	c.startDispatch()
-	await(t, 30*time.Second, "three cities up", func() bool { return a.cluster().city("capitol").Up })
+	await(t, 30*time.Second, "three cities up", func() bool { cs := a.cluster(); return cs.Ready && cs.city("capitol").Up })
 	var ids []string
 	for range 10 {
 		var h hero

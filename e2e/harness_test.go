@@ -237,6 +237,8 @@ type cityStatus struct {
 type clusterStatus struct {
 	Cities []cityStatus `json:"cities"`
 	InSync bool         `json:"in_sync"`
+	// Ready is false while dispatch catches up after its start.
+	Ready bool `json:"ready"`
 }
 
 func (a *api) cluster() clusterStatus {

@@ -438,7 +438,7 @@ func (e *Engine) Step(m Message) error {
 		if err := e.Merge(m.From, m.Delta); err != nil {
 			return err
 		}
-		if m.Exchange != 0 {
+		if m.Exchange != 0 && e.holds(m.Delta) {
 			e.send(Message{Kind: MsgPushAck, To: m.From, Exchange: m.Exchange})
 		}
 		return nil
@@ -554,23 +554,35 @@ func (e *Engine) flush() {
 		d = e.r.State()
 		targets = []string{targets[e.rng.IntN(len(targets))]}
 	}
-	id := e.track(len(targets))
-	// No one to push to: anti-entropy (or dispatch's gossip) delivers the
-	// writes when a peer comes up.
-	for _, t := range targets {
+	id, asks := e.track(len(targets))
+	// Acknowledgements are asked of the quorum and one more replica (so
+	// one slow replica does not fail the write), starting at a different
+	// replica each push; the others get the push without the cost of
+	// answering. No one to push to: anti-entropy (or dispatch's gossip)
+	// delivers the writes when a peer comes up.
+	first := 0
+	if len(targets) > 0 {
+		first = int(e.stats.Pushes % uint64(len(targets)))
+	}
+	for i, t := range targets {
 		e.stats.Pushes++
 		e.stats.PushEntries += uint64(d.Len())
-		e.send(Message{Kind: MsgPush, To: t, Exchange: id, Delta: d})
+		ask := uint64(0)
+		if (i-first+len(targets))%len(targets) < asks {
+			ask = id
+		}
+		e.send(Message{Kind: MsgPush, To: t, Exchange: ask, Delta: d})
 	}
 }
 
 // track starts following the batch of writes a push to n replicas
-// carries, and returns the push's id (0 when nothing waits for it).
-func (e *Engine) track(n int) uint64 {
+// carries, and returns the push's id (0 when nothing waits for it) and
+// how many of the n to ask for an acknowledgement.
+func (e *Engine) track(n int) (uint64, int) {
 	writes := e.batch
 	e.batch = nil
 	if len(writes) == 0 {
-		return 0
+		return 0, 0
 	}
 	need := e.cfg.WriteQuorum
 	if need == QuorumAll {
@@ -578,12 +590,12 @@ func (e *Engine) track(n int) uint64 {
 	}
 	if n == 0 || n < need {
 		e.fail(writes)
-		return 0
+		return 0, 0
 	}
 	id := e.nextID
 	e.nextID++
 	e.inflight[id] = &pushTrack{writes: writes, need: need, deadline: e.now + int64(e.cfg.AckTimeout)}
-	return id
+	return id, min(n, need+1)
 }
 
 // onPushAck counts a replica's acknowledgement of a push.
@@ -603,6 +615,21 @@ func (e *Engine) onPushAck(m Message) {
 	delete(e.inflight, m.Exchange)
 	e.rd.Acked = append(e.rd.Acked, t.writes...)
 	e.stats.WritesAcked += uint64(len(t.writes))
+}
+
+// holds reports whether the replica holds every write in d, or a
+// tombstone that supersedes it. A tombstone older than the collection
+// horizon is not stored (it counts as collected), so a replica whose clock
+// runs far ahead does not acknowledge deletes it dropped.
+func (e *Engine) holds(d crdt.Delta) bool {
+	for i := range d.Heroes {
+		in := &d.Heroes[i]
+		cur, ok := e.r.Get(in.ID)
+		if !ok || !(cur.Dead || !cur.Stamp.Less(in.Stamp)) {
+			return false
+		}
+	}
+	return true
 }
 
 // fail reports writes whose confirmation cannot come.
