@@ -329,7 +329,7 @@ func (e *Engine) Tick(now int64) {
 		e.fail(e.inflight[id].writes)
 		delete(e.inflight, id)
 	}
-	if e.pushAt != 0 && e.now >= e.pushAt {
+	if e.pushAt != 0 && e.now >= e.pushAt && !e.awaiting() {
 		e.flush()
 	}
 	if e.cfg.AntiEntropyInterval > 0 && e.now >= e.nextAE {
@@ -373,7 +373,7 @@ func (e *Engine) NextTick() int64 {
 			next = t
 		}
 	}
-	consider(e.pushAt, e.pushAt != 0)
+	consider(e.pushAt, e.pushAt != 0 && !e.awaiting())
 	consider(e.nextAE, e.cfg.AntiEntropyInterval > 0)
 	consider(e.nextGossip, e.cfg.GossipInterval > 0)
 	consider(e.nextPoll, e.cfg.PollInterval > 0)
@@ -421,13 +421,19 @@ func (e *Engine) LocalWrite(d crdt.Delta) uint64 {
 	if e.pushAt != 0 {
 		return n
 	}
-	if at := e.lastPush + int64(e.cfg.PushWindow); e.lastPush != 0 && e.now < at {
-		e.pushAt = at
+	if at := e.lastPush + int64(e.cfg.PushWindow); (e.lastPush != 0 && e.now < at) || e.awaiting() {
+		e.pushAt = max(at, e.now)
 		return n
 	}
 	e.flush()
 	return n
 }
+
+// awaiting reports whether a push that waits for acknowledgements is out:
+// writes then gather for the next push, which leaves when it is confirmed
+// (or times out), so pushes never pile up faster than replicas confirm
+// them (group commit).
+func (e *Engine) awaiting() bool { return len(e.inflight) > 0 && len(e.batch) > 0 }
 
 // Step takes a message from a peer. A message that cannot be accepted (a
 // stamp too far ahead of the local clock) changes nothing and returns an
@@ -615,6 +621,9 @@ func (e *Engine) onPushAck(m Message) {
 	delete(e.inflight, m.Exchange)
 	e.rd.Acked = append(e.rd.Acked, t.writes...)
 	e.stats.WritesAcked += uint64(len(t.writes))
+	if e.pushAt != 0 && e.now >= e.pushAt && !e.awaiting() {
+		e.flush() // the writes that gathered while it was out
+	}
 }
 
 // holds reports whether the replica holds every write in d, or a
