@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/superhero-cluster/superhero/internal/node"
 	"github.com/superhero-cluster/superhero/messages"
 	"github.com/superhero-cluster/superhero/replication"
 )
@@ -179,6 +180,12 @@ const DropWarnInterval = 10 * time.Second
 // dropped counts a message that did not leave, and says so.
 func (o *Outbox) dropped(to string, kind replication.MsgKind, err error) {
 	n := o.counters.Dropped.Add(1)
+	if errors.Is(err, node.ErrKindUnavailable) {
+		// The peer is not (or no longer, or not yet) in this node's
+		// topology: membership churn, not a fault.
+		o.cfg.Logger.Debug("message dropped: peer not in the topology", "to", to, "kind", kind)
+		return
+	}
 	now := time.Now()
 	o.warnMu.Lock()
 	warn := now.Sub(o.warned[to]) >= DropWarnInterval
