@@ -334,7 +334,7 @@ func TestChangesArePublishedInOrder(t *testing.T) {
 	}()
 	wg.Wait()
 	// A call queues behind every push delivered before it.
-	if _, err := replica.Info(); err != nil {
+	if _, err := replica.Heroes(); err != nil {
 		t.Fatal(err)
 	}
 	dead := map[uuid.UUID]bool{}

@@ -108,7 +108,6 @@ type (
 		id    uuid.UUID
 		reply *messages.AssignReply
 	}
-	infoReq    struct{}
 	engineTick struct{}
 
 	heroRes struct {
@@ -118,17 +117,6 @@ type (
 	}
 	heroesRes struct{ hs []crdt.Hero }
 )
-
-// ReplicaInfo is what the replica actor reports about itself.
-type ReplicaInfo struct {
-	// Heroes and Tombstones count the entries held.
-	Heroes, Tombstones int
-	// CaughtUp says an exchange with a city has completed since the actor
-	// started.
-	CaughtUp bool
-	// Stats are the engine's counters since the actor started.
-	Stats replication.Stats
-}
 
 // call sends msg to the actor and waits for its answer, at most the
 // replica's timeout.
@@ -197,9 +185,6 @@ func (r *Replica) Heroes() ([]crdt.Hero, error) {
 	return res.hs, err
 }
 
-// Info reports the replica's size, readiness and counters.
-func (r *Replica) Info() (ReplicaInfo, error) { return call[ReplicaInfo](r, infoReq{}) }
-
 // Deliver hands the actor a replication message from a city, one-way.
 func (r *Replica) Deliver(m *messages.Replicate) { r.root.Send(r.pid, m) }
 
@@ -244,6 +229,15 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 		msg, respond = req.msg, func(v any) { req.reply <- v }
 	}
 	c := a.core
+	switch msg.(type) {
+	case createReq, deleteReq, homeReq, lookupReq, contextReq:
+		if !c.CaughtUp() {
+			// A restarted dispatch knows nothing until it has read a city.
+			respond(heroRes{err: ErrCatchingUp})
+			a.drive(ctx)
+			return
+		}
+	}
 	switch m := msg.(type) {
 	case engineTick:
 		a.drv.Woken()
@@ -252,33 +246,18 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 			a.log.Warn("bad replication message", "from", m.GetFrom(), "err", err)
 		}
 	case createReq:
-		if a.catchingUp(respond) {
-			break
-		}
 		h, n, err := c.Create(m.name)
 		a.answer(respond, n, heroRes{h: h, err: err})
 	case deleteReq:
-		if a.catchingUp(respond) {
-			break
-		}
 		n, err := c.Delete(m.id)
 		a.answer(respond, n, heroRes{err: err})
 	case homeReq:
-		if a.catchingUp(respond) {
-			break
-		}
 		h, n, err := c.AssignHome(m.id)
 		a.answer(respond, n, heroRes{h: h, err: err})
 	case lookupReq:
-		if a.catchingUp(respond) {
-			break
-		}
 		h, err := c.Lookup(m.id)
 		respond(heroRes{h: h, err: err})
 	case contextReq:
-		if a.catchingUp(respond) {
-			break
-		}
 		b, err := c.AssignContext(m.id)
 		respond(heroRes{b: b, err: err})
 	case replyReq:
@@ -286,9 +265,6 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 		respond(heroRes{h: h, err: err})
 	case heroesReq:
 		respond(heroesRes{hs: c.Heroes()})
-	case infoReq:
-		r := c.Replica()
-		respond(ReplicaInfo{Heroes: r.Len(), Tombstones: r.Tombstones(), CaughtUp: c.Engine().CaughtUp(), Stats: c.Engine().Stats()})
 	default:
 		a.log.Warn("unknown message", "type", fmt.Sprintf("%T", m))
 	}
@@ -348,15 +324,6 @@ var ErrNotReplicated = fmt.Errorf("%w: no city confirmed the write in time; it m
 
 // ErrCatchingUp means dispatch restarted and has not yet read a city.
 var ErrCatchingUp = fmt.Errorf("%w: dispatch is catching up", service.ErrUnavailable)
-
-// catchingUp answers ErrCatchingUp while the replica has not caught up.
-func (a *replicaActor) catchingUp(respond func(any)) bool {
-	if a.core.CaughtUp() {
-		return false
-	}
-	respond(heroRes{err: ErrCatchingUp})
-	return true
-}
 
 // answer answers a command at once, or when its write is confirmed.
 func (a *replicaActor) answer(respond func(any), n uint64, res heroRes) {

@@ -65,8 +65,5 @@ func (t *NodeTransport) Peers() []replication.Peer {
 // Send queues m; see Outbox.Send.
 func (t *NodeTransport) Send(m replication.Message) int { return t.outbox.Send(m) }
 
-// Dropped returns how many messages were dropped.
-func (t *NodeTransport) Dropped() uint64 { return t.outbox.Counters().Dropped.Load() }
-
 // Close stops the transport's goroutines.
 func (t *NodeTransport) Close() { t.outbox.Close() }
