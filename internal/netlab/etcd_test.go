@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/superhero-cluster/superhero/internal/devcerts"
+	"github.com/superhero-cluster/superhero/internal/tlsconf"
 )
 
 func TestEtcdClientCertificates(t *testing.T) {
@@ -40,10 +41,12 @@ func TestEtcdClientCertificates(t *testing.T) {
 		t.Errorf("endpoint %s", e.Endpoint)
 	}
 
-	withCert, err := clientTLS(res.CACert, res.Nodes[1].Cert, res.Nodes[1].Key)
+	// The nodes' own etcd client configuration: TLS 1.3 only.
+	bundle, err := tlsconf.Files{CA: res.CACert, Cert: res.Nodes[1].Cert, Key: res.Nodes[1].Key}.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
+	withCert := bundle.Client("")
 	noCert := withCert.Clone()
 	noCert.Certificates = nil
 	foreign, err := clientTLS(res.CACert, other.Nodes[0].Cert, other.Nodes[0].Key)
@@ -52,7 +55,7 @@ func TestEtcdClientCertificates(t *testing.T) {
 	}
 
 	if body, err := getFrom(l, "alpha", e.Endpoint+"/health", withCert); err != nil || !strings.Contains(body, `"health":"true"`) {
-		t.Errorf("with a certificate from the CA: %q, %v", body, err)
+		t.Errorf("with a certificate from the CA, over TLS 1.3 as the nodes' client: %q, %v", body, err)
 	}
 	if body, err := getFrom(l, "alpha", e.Endpoint+"/health", noCert); err == nil {
 		t.Errorf("without a certificate: answered %q", body)
