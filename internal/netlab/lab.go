@@ -340,7 +340,7 @@ func (l *Lab) Close() error {
 
 		var wg sync.WaitGroup
 		for _, p := range procs {
-			wg.Go(func() { p.terminate(l.stopTimeout) })
+			wg.Go(func() { p.Stop(l.stopTimeout) })
 		}
 		wg.Wait()
 

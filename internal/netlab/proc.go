@@ -147,9 +147,10 @@ func (p *Proc) Kill() error {
 	return nil
 }
 
-// terminate sends SIGTERM (and SIGCONT, in case the group is stopped) and
-// SIGKILL if the process has not exited after timeout.
-func (p *Proc) terminate(timeout time.Duration) {
+// Stop asks the process to exit: SIGTERM to its group (and SIGCONT, in
+// case it is stopped), then SIGKILL if it has not exited after timeout. It
+// returns once the process has exited.
+func (p *Proc) Stop(timeout time.Duration) {
 	if p.Signal(syscall.SIGTERM) != nil {
 		_ = p.Kill()
 		return
