@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -85,6 +86,15 @@ func (s *session) close() error {
 	if s.forwarder != nil {
 		s.forwarder.close()
 	}
+	// The nodes first, while etcd still runs: a node leaving the cluster
+	// deregisters there, and waits for etcd if it is gone.
+	var wg sync.WaitGroup
+	for n, p := range s.procs {
+		if n != netlab.EtcdNode {
+			wg.Go(func() { p.Stop(s.opts.stopTimeout) })
+		}
+	}
+	wg.Wait()
 	err := s.lab.Close()
 	s.watchers.Wait()
 	if err != nil {
@@ -179,15 +189,21 @@ func (s *session) serve(ctx context.Context, r io.Reader, script string, prompt 
 		}
 		readErr <- sc.Err()
 	}()
+	interrupted := func() error {
+		s.printf("\ninterrupted; cleaning up\n")
+		return nil
+	}
 	for n := 1; ; n++ {
+		if ctx.Err() != nil { // checked first: a sleep cut short by it returns too
+			return interrupted()
+		}
 		if prompt {
 			s.printf("netlab> ")
 		}
 		var line string
 		select {
 		case <-ctx.Done():
-			s.printf("\ninterrupted; cleaning up\n")
-			return nil
+			return interrupted()
 		case l, ok := <-lines:
 			if !ok {
 				return <-readErr
@@ -368,6 +384,9 @@ func (s *session) status(ctx context.Context) {
 	fmt.Fprintf(&b, "faults   %s\n", s.lab.Faults())
 	if p := s.procs["dispatch"]; p != nil && !p.Exited() && !s.stopped["dispatch"] {
 		fmt.Fprintf(&b, "page     GET http://%s/readyz: %s\n", s.httpAddr(), s.probePage(ctx))
+		if view := s.clusterView(ctx); view != "" {
+			fmt.Fprintf(&b, "cluster  %s (dispatch's view)\n", view)
+		}
 	}
 	s.printf("%s", b.String())
 }
@@ -380,23 +399,61 @@ func exitText(err error) string {
 }
 
 func (s *session) probePage(ctx context.Context) string {
+	status, _, err := s.get(ctx, "/readyz")
+	if err != nil {
+		return err.Error()
+	}
+	return status
+}
+
+// clusterView summarises dispatch's GET /api/cluster, or returns "" if it
+// does not answer one.
+func (s *session) clusterView(ctx context.Context) string {
+	_, body, err := s.get(ctx, "/api/cluster")
+	if err != nil {
+		return ""
+	}
+	var view struct {
+		Cities []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		} `json:"cities"`
+		InSync bool `json:"in_sync"`
+	}
+	if json.Unmarshal(body, &view) != nil || len(view.Cities) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, c := range view.Cities {
+		parts = append(parts, c.Name+" "+c.State)
+	}
+	sync := "in sync"
+	if !view.InSync {
+		sync = "not in sync"
+	}
+	return strings.Join(parts, ", ") + "; " + sync
+}
+
+// get asks dispatch's web server for path, from dispatch's namespace,
+// within a second.
+func (s *session) get(ctx context.Context, path string) (status string, body []byte, err error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	c := &http.Client{Transport: &http.Transport{
 		DialContext:       s.dialDispatch,
 		DisableKeepAlives: true,
 	}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.httpAddr()+"/readyz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.httpAddr()+path, nil)
 	if err != nil {
-		return err.Error()
+		return "", nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err.Error()
+		return "", nil, err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	return resp.Status
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.Status, body, err
 }
 
 // dialDispatch connects from dispatch's namespace, where its address is
