@@ -86,8 +86,12 @@ func (s *session) close() error {
 	if s.forwarder != nil {
 		s.forwarder.close()
 	}
-	// The nodes first, while etcd still runs: a node leaving the cluster
-	// deregisters there, and waits for etcd if it is gone.
+	// Thaw what was frozen, then stop the nodes first, while etcd still
+	// runs: a node leaving the cluster deregisters there, and waits for
+	// etcd if it is gone.
+	for n := range s.stopped {
+		_ = s.procs[n].Signal(syscall.SIGCONT)
+	}
 	var wg sync.WaitGroup
 	for n, p := range s.procs {
 		if n != netlab.EtcdNode {
