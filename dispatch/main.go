@@ -49,11 +49,10 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dispatch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	lay := layout.Default()
-	lay.RegisterFlags(fs)
+	member := layout.DefaultMember()
+	member.Register(fs)
 	var (
 		httpAddr = fs.String("http", "127.0.0.1:4900", "address of the web page and API")
-		cookie   = fs.String("cookie", "", "cluster secret (default $"+layout.CookieEnv+", else the original's)")
 		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		protocol = fs.String("protocol", "default", "replication protocol: default or original")
 		gossip   = fs.Duration("gossip", time.Second, "gossip interval")
@@ -83,11 +82,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	cfg := node.DefaultConfig(messages.DispatchName)
-	cfg.Host = lay.Host
-	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
-	cfg.Peers = lay.Peers()
-	cfg.Cookie = layout.Cookie(*cookie)
+	cfg, err := member.Config(messages.DispatchName, *slot)
+	if err != nil {
+		return err
+	}
 	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
 	defer hub.Close()
 	clock := crdt.NewClock(messages.DispatchName, clockFlags.Phys())

@@ -47,13 +47,12 @@ var ErrGaveUp = errors.New("city crashed too often and gave up")
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("locations", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	lay := layout.Default()
-	lay.RegisterFlags(fs)
+	member := layout.DefaultMember()
+	member.Register(fs)
 	rules := city.DefaultConfig()
 	var (
 		name     = fs.String("city", "", "city name: gotham, metropolis, capitol, or a new one (required)")
 		slot     = fs.Int("slot", -1, "node slot; default: fixed for the original cities, else the first free one")
-		cookie   = fs.String("cookie", "", "cluster secret (default $"+layout.CookieEnv+", else the original's)")
 		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		protocol = fs.String("protocol", "default", "replication protocol: default or original")
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
@@ -84,16 +83,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := base.With("node", *name)
 	if *slot < 0 {
-		if *slot, err = lay.Slot(*name); err != nil {
+		if *slot, err = member.Layout.Slot(*name); err != nil {
 			return err
 		}
 	}
 
-	cfg := node.DefaultConfig(*name)
-	cfg.Host = lay.Host
-	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
-	cfg.Peers = lay.Peers()
-	cfg.Cookie = layout.Cookie(*cookie)
+	cfg, err := member.Config(*name, *slot)
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	n, err := node.Start(ctx, cfg, base, cityactor.GrainKind(*name))
 	if err != nil {
@@ -126,7 +124,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("city up", "slot", *slot, "remote", cfg.Port, "health", cfg.HealthPort, "took", time.Since(start).Round(time.Millisecond))
+	log.Info("city up", "address", n.Address(), "provider", cfg.Provider, "took", time.Since(start).Round(time.Millisecond))
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")

@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
@@ -35,7 +36,7 @@ type Node struct {
 	log         *slog.Logger
 	system      *actor.ActorSystem
 	cluster     *cluster.Cluster
-	provider    *automanaged.AutoManagedProvider
+	provider    cluster.ClusterProvider
 	topo        *topology
 	topoSub     *eventstream.Subscription
 
@@ -77,7 +78,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 	if err := checkPortFree(cfg.Host, cfg.Port, "remote"); err != nil {
 		return nil, err
 	}
-	if err := checkPortFree("", cfg.HealthPort, "health"); err != nil {
+	if cfg.Provider == ProviderAutomanaged {
+		if err := checkPortFree("", cfg.HealthPort, "health"); err != nil {
+			return nil, err
+		}
+	} else if err := checkEtcd(ctx, cfg); err != nil {
 		return nil, err
 	}
 
@@ -94,16 +99,15 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 	}
 	auth := newAuthenticator(cfg.Cookie, cfg.AuthMaxSkew, libLog.With(slog.String("component", "auth")))
 
-	startMu.Lock()
-	err := n.startLibrary(libLog, auth, kinds)
-	startMu.Unlock()
-	if err != nil {
+	if err := n.startUnderDeadline(libLog, auth, kinds); err != nil {
 		return nil, err
 	}
 
-	if err := awaitOwnHealth(ctx, cfg.healthAddress(), n.system.ID, 3*time.Second); err != nil {
-		_ = n.Stop()
-		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	if cfg.Provider == ProviderAutomanaged {
+		if err := awaitOwnHealth(ctx, cfg.healthAddress(), n.system.ID, 3*time.Second); err != nil {
+			_ = n.Stop()
+			return nil, fmt.Errorf("%w: %w", ErrStart, err)
+		}
 	}
 
 	kindNames := make([]string, 0, len(kinds))
@@ -112,12 +116,35 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 	}
 	log.Info("cluster member started",
 		slog.String("address", n.system.Address()),
-		slog.String("health", cfg.healthAddress()),
+		slog.String("provider", cfg.Provider),
+		slog.Bool("tls", cfg.ServerTLS != nil),
 		slog.String("cluster", n.clusterName),
 		slog.String("member_id", n.system.ID),
-		slog.Any("kinds", kindNames),
-		slog.Any("peers", cfg.Peers))
+		slog.Any("kinds", kindNames))
 	return n, nil
+}
+
+// startUnderDeadline runs startLibrary. With etcd it is bounded by
+// JoinTimeout: the library's StartMember waits forever, without a word,
+// for an etcd that stopped answering after checkEtcd.
+func (n *Node) startUnderDeadline(libLog *slog.Logger, auth *authenticator, kinds []*cluster.Kind) error {
+	done := make(chan error, 1)
+	go func() {
+		startMu.Lock()
+		defer startMu.Unlock()
+		done <- n.startLibrary(libLog, auth, kinds)
+	}()
+	if n.cfg.Provider != ProviderEtcd {
+		return <-done
+	}
+	t := time.NewTimer(n.cfg.JoinTimeout + 2*time.Second) // StartMember sleeps 1 s
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w: joining through etcd %v did not finish within %s", ErrDiscovery, n.cfg.Etcd, n.cfg.JoinTimeout)
+	}
 }
 
 // startLibrary builds and starts the library objects, turning panics into
@@ -144,15 +171,28 @@ func (n *Node) startLibrary(libLog *slog.Logger, auth *authenticator, kinds []*c
 		}
 	})
 
-	remoteCfg := remote.Configure(cfg.Host, cfg.Port,
-		remote.WithServerOptions(append(auth.serverOptions(),
+	opts := []remote.ConfigOption{
+		remote.WithServerOptions(append(auth.serverOptions(cfg.ServerTLS),
 			grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))...),
-		remote.WithDialOptions(append(auth.dialOptions(),
+		remote.WithDialOptions(append(auth.dialOptions(cfg.ClientTLS),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))...),
-	)
+	}
+	if cfg.Advertise != "" {
+		opts = append(opts, remote.WithAdvertisedHost(cfg.Advertise))
+	}
+	remoteCfg := remote.Configure(cfg.Host, cfg.Port, opts...)
 	remoteCfg.MaxRetryCount = cfg.ConnectAttempts
 
-	n.provider = automanaged.NewWithConfig(cfg.RefreshInterval, cfg.HealthPort, slices.Clone(cfg.Peers)...)
+	switch cfg.Provider {
+	case ProviderEtcd:
+		p, err := etcd.NewWithConfig(cfg.EtcdPrefix, etcdClientConfig(cfg))
+		if err != nil {
+			return fmt.Errorf("%w: etcd client for %v: %w", ErrDiscovery, cfg.Etcd, err)
+		}
+		n.provider = p
+	default:
+		n.provider = automanaged.NewWithConfig(cfg.RefreshInterval, cfg.HealthPort, slices.Clone(cfg.Peers)...)
+	}
 	clusterCfg := cluster.Configure(n.clusterName, n.provider, disthash.New(), remoteCfg,
 		cluster.WithKinds(kinds...),
 		cluster.WithRequestTimeout(cfg.RequestTimeout),
