@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/superhero-cluster/superhero/internal/node"
 )
@@ -29,6 +30,9 @@ type Member struct {
 	Provider string
 	// Etcd is the comma-separated list of etcd endpoints.
 	Etcd string
+	// JoinTimeout bounds joining through etcd; 0 takes
+	// node.DefaultJoinTimeout.
+	JoinTimeout time.Duration
 	// Insecure lets a node listen on a non-loopback address without TLS.
 	Insecure bool
 	// Cookie is the cluster secret (-cookie, else $SUPERHERO_COOKIE).
@@ -47,6 +51,7 @@ func (m *Member) Register(fs *flag.FlagSet) {
 	fs.StringVar(&m.Advertise, "advertise", m.Advertise, "host:port peers dial when it differs from -host and -port (a node bound to 0.0.0.0, or behind NAT)")
 	fs.StringVar(&m.Provider, "provider", m.Provider, "how members find each other: automanaged (health ports of the slot layout on -host) or etcd (-etcd)")
 	fs.StringVar(&m.Etcd, "etcd", m.Etcd, "comma-separated etcd endpoints for -provider etcd, e.g. https://10.0.0.5:2379")
+	fs.DurationVar(&m.JoinTimeout, "join-timeout", node.DefaultJoinTimeout, "how long a node waits for etcd to let it join before giving up")
 	fs.BoolVar(&m.Insecure, "insecure", m.Insecure, "allow a non-loopback address without TLS (traffic and membership in plain text)")
 	fs.StringVar(&m.Cookie, "cookie", m.Cookie, "cluster secret (default $"+CookieEnv+", else the original's)")
 }
@@ -67,6 +72,7 @@ func (m Member) Config(name string, slot int) (node.Config, error) {
 	cfg.Peers = m.Layout.Peers()
 	cfg.Advertise = m.Advertise
 	cfg.Provider = m.Provider
+	cfg.JoinTimeout = m.JoinTimeout
 	for _, e := range strings.Split(m.Etcd, ",") {
 		if e = strings.TrimSpace(e); e != "" {
 			cfg.Etcd = append(cfg.Etcd, e)
