@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -92,19 +93,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	n, err := node.Start(ctx, cfg, base, cityactor.GrainKind(*name))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := n.Stop(); err != nil {
-			log.Warn("stop", "err", err)
-		}
-	}()
 	clock := crdt.NewClock(*name, clockFlags.Phys())
-	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
-	defer transport.Close()
 	rc := replication.Preset(*name, replication.RoleCity, proto)
 	if proto == replication.ProtocolDefault {
 		rc.NoPush = !*push
@@ -112,28 +101,70 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	rc.Seed = *seed
 	rc.MaxClockOffset = clockFlags.EngineMaxOffset()
-	c, err := cityactor.Spawn(n.ActorSystem(), cityactor.Config{
+	cc := cityactor.Config{
 		City:        loc,
 		Rules:       rules,
 		Clock:       clock,
 		Seed:        *seed,
 		Logger:      log,
 		Replication: rc,
-		Transport:   transport,
-	})
-	if err != nil {
-		return err
 	}
-	log.Info("city up", "address", n.Address(), "provider", cfg.Provider, "took", time.Since(start).Round(time.Millisecond))
+	// Each pass is one membership. The cluster never takes a dropped member
+	// id back, so a city cut off for too long rejoins as a new member,
+	// carrying its replica (with the writes it made while cut off) over.
+	for {
+		rejoin, err := serve(ctx, cfg, cc, base, log)
+		if err != nil || rejoin == nil {
+			return err
+		}
+		cc.Initial, cc.PriorIncarnations = rejoin.state, rejoin.incarnation
+		log.Info("rejoining under a fresh member id", "heroes", len(rejoin.state.Heroes), "incarnation", rejoin.incarnation+1)
+	}
+}
+
+// carry is what a city takes from one membership into the next.
+type carry struct {
+	state       crdt.Delta
+	incarnation uint64
+}
+
+// serve runs one membership of the city: it joins the cluster, hosts the
+// city until ctx is done (nil, nil), the city gives up (ErrGaveUp) or the
+// cluster drops this member (the replica to carry into the next one).
+func serve(ctx context.Context, cfg node.Config, cc cityactor.Config, base, log *slog.Logger) (*carry, error) {
+	start := time.Now()
+	n, err := node.Start(ctx, cfg, base, cityactor.GrainKind(string(cc.City)))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := n.Stop(); err != nil {
+			log.Warn("stop", "err", err)
+		}
+	}()
+	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
+	defer transport.Close()
+	cc.Transport = transport
+	c, err := cityactor.Spawn(n.ActorSystem(), cc)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	log.Info("city up", "address", n.Address(), "provider", cfg.Provider, "member_id", n.MemberID(), "took", time.Since(start).Round(time.Millisecond))
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-		c.Stop()
-		return nil
+		return nil, nil
 	case <-c.Down():
 		log.Error("city is gone for good", "max_restarts", cityactor.MaxRestarts, "window", cityactor.RestartWindow)
-		return ErrGaveUp
+		return nil, ErrGaveUp
+	case <-n.Excluded():
+		state, inc, err := c.Snapshot(n.ActorSystem(), 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("dropped by the cluster (%s), and the replica could not be carried over: %w", n.ExcludedReason(), err)
+		}
+		return &carry{state: state, incarnation: inc}, nil
 	case <-n.Done():
-		return errors.New("cluster node stopped")
+		return nil, errors.New("cluster node stopped")
 	}
 }

@@ -80,6 +80,9 @@ type authenticator struct {
 	maxSkew time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	// onBlocked, when set, is called when a peer answers a stream this
+	// node opened with "your member id is blocked".
+	onBlocked func(target string)
 
 	mu   sync.Mutex
 	seen map[string]time.Time // nonce -> forget after
@@ -271,6 +274,9 @@ func (s *verifiedClientStream) RecvMsg(m any) error {
 		got := md.Get(authProofKey)
 		if len(got) == 1 && hmac.Equal([]byte(got[0]), []byte(s.want)) {
 			s.verified.Store(true)
+			if s.auth.onBlocked != nil && blockedBy(m) {
+				s.auth.onBlocked(s.target)
+			}
 			return nil
 		}
 	}

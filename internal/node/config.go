@@ -37,6 +37,9 @@ const (
 	DefaultAuthMaxSkew = time.Minute
 	// DefaultEtcdPrefix is the etcd key prefix members register under.
 	DefaultEtcdPrefix = "/superhero"
+	// DefaultMemberCheckInterval is how often a member asks the others
+	// whether they have dropped it.
+	DefaultMemberCheckInterval = time.Second
 	// DefaultJoinTimeout bounds joining through a discovery service.
 	DefaultJoinTimeout = 10 * time.Second
 )
@@ -88,6 +91,11 @@ type Config struct {
 	// etcd fails Start with ErrDiscovery after this long instead of hanging.
 	// Default DefaultJoinTimeout (10 s).
 	JoinTimeout time.Duration
+
+	// MemberCheckInterval is how often this member asks every other one
+	// whether it has blocked this member's id (see Node.Excluded). Default
+	// DefaultMemberCheckInterval (1 s).
+	MemberCheckInterval time.Duration
 
 	// ServerTLS and ClientTLS turn on mutual TLS for remoting: the gRPC
 	// server presents ServerTLS (which should require and verify client
@@ -176,6 +184,8 @@ func DefaultConfig(name string) Config {
 		Provider:        ProviderAutomanaged,
 		EtcdPrefix:      DefaultEtcdPrefix,
 		JoinTimeout:     DefaultJoinTimeout,
+
+		MemberCheckInterval: DefaultMemberCheckInterval,
 	}
 }
 
@@ -249,6 +259,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.JoinTimeout <= 0 {
 		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.MemberCheckInterval <= 0 {
+		c.MemberCheckInterval = DefaultMemberCheckInterval
 	}
 	c.Etcd = slices.Clone(c.Etcd)
 	c.Peers = slices.Clone(c.Peers)

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -43,6 +44,13 @@ type Node struct {
 	stopOnce sync.Once
 	stopErr  error
 	stopped  chan struct{}
+
+	// excluded is closed when the cluster has dropped this member (see
+	// Excluded).
+	excluded      chan struct{}
+	excludeMu     sync.Mutex
+	excludeReason string
+	selfSeen      atomic.Bool
 }
 
 // Start starts an actor system, remoting on cfg.Host:cfg.Port, the
@@ -96,8 +104,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 		log:         log,
 		topo:        newTopology(),
 		stopped:     make(chan struct{}),
+		excluded:    make(chan struct{}),
 	}
 	auth := newAuthenticator(cfg.Cookie, cfg.AuthMaxSkew, libLog.With(slog.String("component", "auth")))
+	auth.onBlocked = func(target string) {
+		n.exclude("a peer refuses this member id", slog.String("peer", target))
+	}
 
 	if err := n.startUnderDeadline(libLog, auth, kinds); err != nil {
 		return nil, err
@@ -109,6 +121,12 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 			return nil, fmt.Errorf("%w: %w", ErrStart, err)
 		}
 	}
+
+	if err := n.spawnMemberCheck(); err != nil {
+		_ = n.Stop()
+		return nil, fmt.Errorf("%w: member check: %w", ErrStart, err)
+	}
+	go n.checkMembership(cfg.MemberCheckInterval)
 
 	kindNames := make([]string, 0, len(kinds))
 	for _, k := range kinds {
@@ -166,8 +184,12 @@ func (n *Node) startLibrary(libLog *slog.Logger, auth *authenticator, kinds []*c
 	)
 	// Subscribe before the cluster starts so the first topology is seen.
 	n.topoSub = n.system.EventStream.Subscribe(func(ev any) {
-		if t, ok := ev.(*cluster.ClusterTopology); ok {
+		switch t := ev.(type) {
+		case *cluster.ClusterTopology:
 			n.onClusterTopology(t)
+			n.watchSelf(t)
+		case *cluster.GossipUpdate:
+			n.watchGossip(t)
 		}
 	})
 
