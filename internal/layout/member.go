@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/superhero-cluster/superhero/internal/node"
+	"github.com/superhero-cluster/superhero/internal/tlsconf"
 )
 
 // Member holds the flags every node takes about where it listens and how
@@ -33,6 +34,9 @@ type Member struct {
 	// JoinTimeout bounds joining through etcd; 0 takes
 	// node.DefaultJoinTimeout.
 	JoinTimeout time.Duration
+	// TLS names the CA, certificate and key of mutual TLS between nodes
+	// and to etcd (-tls-ca, -tls-cert, -tls-key).
+	TLS tlsconf.Files
 	// Insecure lets a node listen on a non-loopback address without TLS.
 	Insecure bool
 	// Cookie is the cluster secret (-cookie, else $SUPERHERO_COOKIE).
@@ -52,6 +56,7 @@ func (m *Member) Register(fs *flag.FlagSet) {
 	fs.StringVar(&m.Provider, "provider", m.Provider, "how members find each other: automanaged (health ports of the slot layout on -host) or etcd (-etcd)")
 	fs.StringVar(&m.Etcd, "etcd", m.Etcd, "comma-separated etcd endpoints for -provider etcd, e.g. https://10.0.0.5:2379")
 	fs.DurationVar(&m.JoinTimeout, "join-timeout", node.DefaultJoinTimeout, "how long a node waits for etcd to let it join before giving up")
+	m.TLS.RegisterFlags(fs)
 	fs.BoolVar(&m.Insecure, "insecure", m.Insecure, "allow a non-loopback address without TLS (traffic and membership in plain text)")
 	fs.StringVar(&m.Cookie, "cookie", m.Cookie, "cluster secret (default $"+CookieEnv+", else the original's)")
 }
@@ -82,6 +87,14 @@ func (m Member) Config(name string, slot int) (node.Config, error) {
 		return cfg, errors.New("-provider etcd needs -etcd URL[,URL...]")
 	}
 	cfg.Cookie = Cookie(m.Cookie)
+	if m.TLS.Enabled() {
+		b, err := m.TLS.Load()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.ServerTLS, cfg.ClientTLS = b.Server(), b.Client("")
+		return cfg, nil
+	}
 	if !m.Insecure {
 		if where := m.beyondLoopback(cfg); where != "" {
 			return cfg, fmt.Errorf("%w: %s is not a loopback address; give -tls-ca, -tls-cert and -tls-key, or -insecure", ErrInsecure, where)

@@ -1,13 +1,16 @@
 package layout
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"io"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/superhero-cluster/superhero/internal/devcerts"
 	"github.com/superhero-cluster/superhero/internal/node"
 )
 
@@ -62,5 +65,24 @@ func TestMemberRefusesPlaintextBeyondLoopback(t *testing.T) {
 		if _, err := parseMember(t, append(args, "-insecure")...).Config("gotham", 1); err != nil {
 			t.Errorf("%v -insecure: %v", args, err)
 		}
+	}
+}
+
+func TestMemberTLS(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := devcerts.Generate(dir, []devcerts.Node{{Name: "gotham", Hosts: []string{"10.1.2.3"}}}, devcerts.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	f := func(name string) string { return filepath.Join(dir, name) }
+	cfg, err := parseMember(t, "-host", "10.1.2.3",
+		"-tls-ca", f("ca.pem"), "-tls-cert", f("gotham.pem"), "-tls-key", f("gotham-key.pem")).Config("gotham", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerTLS == nil || cfg.ClientTLS == nil || cfg.ServerTLS.ClientAuth != tls.RequireAndVerifyClientCert {
+		t.Fatalf("TLS not configured: %+v", cfg.ServerTLS)
+	}
+	if _, err := parseMember(t, "-tls-ca", f("ca.pem")).Config("gotham", 1); err == nil || !strings.Contains(err.Error(), "-tls-cert") {
+		t.Fatalf("half the TLS flags: %v", err)
 	}
 }
