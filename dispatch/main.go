@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/logx"
 	"github.com/superhero-cluster/superhero/internal/node"
+	"github.com/superhero-cluster/superhero/internal/supervise"
 	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/city"
 	"github.com/superhero-cluster/superhero/messages"
@@ -49,11 +51,10 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("dispatch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	lay := layout.Default()
-	lay.RegisterFlags(fs)
+	member := layout.DefaultMember()
+	member.Register(fs)
 	var (
 		httpAddr = fs.String("http", "127.0.0.1:4900", "address of the web page and API")
-		cookie   = fs.String("cookie", "", "cluster secret (default $"+layout.CookieEnv+", else the original's)")
 		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		protocol = fs.String("protocol", "default", "replication protocol: default or original")
 		gossip   = fs.Duration("gossip", time.Second, "gossip interval")
@@ -83,79 +84,162 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	cfg := node.DefaultConfig(messages.DispatchName)
-	cfg.Host = lay.Host
-	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
-	cfg.Peers = lay.Peers()
-	cfg.Cookie = layout.Cookie(*cookie)
-	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
-	defer hub.Close()
-	clock := crdt.NewClock(messages.DispatchName, clockFlags.Phys())
-
-	// Cities' engines reach dispatch's through its inbox kind, which
-	// hands their messages to the replica actor once it runs.
-	var replicaRef atomic.Pointer[backend.Replica]
-	inbox := backend.InboxKind(replicaRef.Load, log)
-	n, err := node.Start(ctx, cfg, base, inbox)
+	cfg, err := member.Config(messages.DispatchName, *slot)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := n.Stop(); err != nil {
-			log.Warn("stop", "err", err)
-		}
-	}()
-	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
-	defer transport.Close()
+	hub := web.NewHub(web.DefaultHubConfig(), log.With("actor", "hub"))
+	defer hub.Close()
+	clock := crdt.NewClock(messages.DispatchName, clockFlags.Phys())
 
 	rc := replication.Preset(messages.DispatchName, replication.RoleDispatch, proto)
 	rc.GossipInterval, rc.PollInterval, rc.Seed = *gossip, *poll, *seed
 	rc.MaxClockOffset = clockFlags.EngineMaxOffset()
 	rc.WriteQuorum = writeQuorum
-	replica, group, err := backend.SpawnReplica(n.ActorSystem(), backend.ReplicaConfig{
-		Clock:       clock,
-		Rules:       city.DefaultConfig(),
-		Replication: rc,
-		Transport:   transport,
-		Publish:     func(d crdt.Delta) { hub.Publish(service.DeltaEvent(d)) },
-		Logger:      log,
-	})
+	j := joiner{
+		cfg: cfg,
+		replica: backend.ReplicaConfig{
+			Clock:       clock,
+			Rules:       city.DefaultConfig(),
+			Replication: rc,
+			Publish:     func(d crdt.Delta) { hub.Publish(service.DeltaEvent(d)) },
+			Logger:      log,
+		},
+		hub:  hub,
+		seed: *seed,
+		base: base,
+		log:  log,
+	}
+	m, err := j.join(ctx)
 	if err != nil {
 		return err
 	}
-	defer group.Stop()
-	replicaRef.Store(replica)
-
-	cities := backend.NodeCities{Node: n}
-	be := backend.New(backend.Config{Seed: *seed, Logger: log}, replica, cities, hub)
-
+	// The web server outlives memberships: it serves whichever is current.
+	current := backend.NewCurrent(m.be)
 	webCfg := web.DefaultConfig()
 	webCfg.Addr = *httpAddr
-	srv, err := web.New(webCfg, be, hub, log.With("actor", "web"))
+	srv, err := web.New(webCfg, current, hub, log.With("actor", "web"))
 	if err != nil {
+		m.stop()
 		return err
 	}
-
-	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	wg.Add(2)
-	go func() { defer wg.Done(); be.Run(ctx) }()
-	go func() { defer wg.Done(); errc <- srv.Run(ctx) }()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Run(ctx) }()
 	log.Info("dispatch up", "http", "http://"+*httpAddr, "protocol", proto, "write_quorum", *quorum)
 
 	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err := <-errc:
-		runErr = err
-	case <-group.Down():
-		runErr = fmt.Errorf("supervisor gave up on %s after too many crashes", group.Reason())
-		log.Error("dispatch is going down", "err", runErr)
-	case <-n.Done():
-		runErr = errors.New("cluster node stopped")
+	for runErr == nil {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+		case err := <-errc:
+			runErr = err
+			errc = nil
+		case <-m.group.Down():
+			runErr = fmt.Errorf("supervisor gave up on %s after too many crashes", m.group.Reason())
+			log.Error("dispatch is going down", "err", runErr)
+		case <-m.node.Done():
+			runErr = errors.New("cluster node stopped")
+		case <-m.node.Excluded():
+			// The cluster never takes a dropped member id back: rejoin as
+			// a new member, carrying the replica over.
+			state, err := m.replica.State()
+			m.stop()
+			if err != nil {
+				runErr = fmt.Errorf("dropped by the cluster (%s), and the replica could not be carried over: %w", m.node.ExcludedReason(), err)
+				break
+			}
+			log.Info("rejoining under a fresh member id", "heroes", len(state.Heroes))
+			j.replica.Initial = state
+			if m, err = j.join(ctx); err != nil {
+				runErr = err
+				break
+			}
+			current.Set(m.be)
+			continue
+		}
+		break
 	}
 	cancel()
-	wg.Wait()
+	if m != nil {
+		m.stop()
+	}
+	if errc != nil {
+		if err := <-errc; runErr == nil {
+			runErr = err
+		}
+	}
 	return runErr
+}
+
+// joiner starts dispatch's cluster memberships.
+type joiner struct {
+	cfg     node.Config
+	replica backend.ReplicaConfig
+	hub     *web.Hub
+	seed    uint64
+	base    *slog.Logger
+	log     *slog.Logger
+}
+
+// membership is one cluster membership of dispatch: its node, replica and
+// backend.
+type membership struct {
+	node      *node.Node
+	transport *wire.NodeTransport
+	replica   *backend.Replica
+	group     *supervise.Group
+	be        *backend.Backend
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	stopOnce  sync.Once
+}
+
+// join starts a membership: the node (hosting dispatch's inbox kind, through
+// which the cities' engines reach dispatch's), the replica actor and the
+// backend's status probe.
+func (j *joiner) join(ctx context.Context) (*membership, error) {
+	m := &membership{}
+	// Cities' engines reach dispatch's through its inbox kind, which
+	// hands their messages to the replica actor once it runs.
+	var replicaRef atomic.Pointer[backend.Replica]
+	inbox := backend.InboxKind(replicaRef.Load, j.log)
+	n, err := node.Start(ctx, j.cfg, j.base, inbox)
+	if err != nil {
+		return nil, err
+	}
+	m.node = n
+	m.transport = wire.NewNodeTransport(n, j.log.With("actor", "outbox"))
+	rcfg := j.replica
+	rcfg.Transport = m.transport
+	replica, group, err := backend.SpawnReplica(n.ActorSystem(), rcfg)
+	if err != nil {
+		m.transport.Close()
+		_ = n.Stop()
+		return nil, err
+	}
+	m.replica, m.group = replica, group
+	replicaRef.Store(replica)
+
+	m.be = backend.New(backend.Config{Seed: j.seed, Logger: j.log}, replica, backend.NodeCities{Node: n}, j.hub)
+	runCtx, cancel := context.WithCancel(ctx)
+	m.cancel = cancel
+	m.wg.Add(1)
+	go func() { defer m.wg.Done(); m.be.Run(runCtx) }()
+	j.log.Info("dispatch joined", "address", n.Address(), "provider", j.cfg.Provider, "member_id", n.MemberID())
+	return m, nil
+}
+
+// stop ends the membership: the status probe, the replica actor, the
+// outbox and the node, in that order.
+func (m *membership) stop() {
+	m.stopOnce.Do(func() {
+		m.cancel()
+		m.wg.Wait()
+		m.group.Stop()
+		m.transport.Close()
+		if err := m.node.Stop(); err != nil {
+			slog.Warn("stop", "node", messages.DispatchName, "err", err)
+		}
+	})
 }

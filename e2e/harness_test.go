@@ -151,6 +151,23 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+// count returns how many lines of node output contain every substring.
+func (l *logBuffer) count(substrings ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+outer:
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		for _, s := range substrings {
+			if !strings.Contains(line, s) {
+				continue outer
+			}
+		}
+		n++
+	}
+	return n
+}
+
 func (l *logBuffer) dump() {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -47,13 +48,12 @@ var ErrGaveUp = errors.New("city crashed too often and gave up")
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("locations", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	lay := layout.Default()
-	lay.RegisterFlags(fs)
+	member := layout.DefaultMember()
+	member.Register(fs)
 	rules := city.DefaultConfig()
 	var (
 		name     = fs.String("city", "", "city name: gotham, metropolis, capitol, or a new one (required)")
 		slot     = fs.Int("slot", -1, "node slot; default: fixed for the original cities, else the first free one")
-		cookie   = fs.String("cookie", "", "cluster secret (default $"+layout.CookieEnv+", else the original's)")
 		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
 		protocol = fs.String("protocol", "default", "replication protocol: default or original")
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
@@ -84,29 +84,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log := base.With("node", *name)
 	if *slot < 0 {
-		if *slot, err = lay.Slot(*name); err != nil {
+		if *slot, err = member.Layout.Slot(*name); err != nil {
 			return err
 		}
 	}
 
-	cfg := node.DefaultConfig(*name)
-	cfg.Host = lay.Host
-	cfg.Port, cfg.HealthPort = lay.RemotePort(*slot), lay.HealthPort(*slot)
-	cfg.Peers = lay.Peers()
-	cfg.Cookie = layout.Cookie(*cookie)
-	start := time.Now()
-	n, err := node.Start(ctx, cfg, base, cityactor.GrainKind(*name))
+	cfg, err := member.Config(*name, *slot)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := n.Stop(); err != nil {
-			log.Warn("stop", "err", err)
-		}
-	}()
 	clock := crdt.NewClock(*name, clockFlags.Phys())
-	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
-	defer transport.Close()
 	rc := replication.Preset(*name, replication.RoleCity, proto)
 	if proto == replication.ProtocolDefault {
 		rc.NoPush = !*push
@@ -114,28 +101,70 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	rc.Seed = *seed
 	rc.MaxClockOffset = clockFlags.EngineMaxOffset()
-	c, err := cityactor.Spawn(n.ActorSystem(), cityactor.Config{
+	cc := cityactor.Config{
 		City:        loc,
 		Rules:       rules,
 		Clock:       clock,
 		Seed:        *seed,
 		Logger:      log,
 		Replication: rc,
-		Transport:   transport,
-	})
-	if err != nil {
-		return err
 	}
-	log.Info("city up", "slot", *slot, "remote", cfg.Port, "health", cfg.HealthPort, "took", time.Since(start).Round(time.Millisecond))
+	// Each pass is one membership. The cluster never takes a dropped member
+	// id back, so a city cut off for too long rejoins as a new member,
+	// carrying its replica (with the writes it made while cut off) over.
+	for {
+		rejoin, err := serve(ctx, cfg, cc, base, log)
+		if err != nil || rejoin == nil {
+			return err
+		}
+		cc.Initial, cc.PriorIncarnations = rejoin.state, rejoin.incarnation
+		log.Info("rejoining under a fresh member id", "heroes", len(rejoin.state.Heroes), "incarnation", rejoin.incarnation+1)
+	}
+}
+
+// carry is what a city takes from one membership into the next.
+type carry struct {
+	state       crdt.Delta
+	incarnation uint64
+}
+
+// serve runs one membership of the city: it joins the cluster, hosts the
+// city until ctx is done (nil, nil), the city gives up (ErrGaveUp) or the
+// cluster drops this member (the replica to carry into the next one).
+func serve(ctx context.Context, cfg node.Config, cc cityactor.Config, base, log *slog.Logger) (*carry, error) {
+	start := time.Now()
+	n, err := node.Start(ctx, cfg, base, cityactor.GrainKind(string(cc.City)))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := n.Stop(); err != nil {
+			log.Warn("stop", "err", err)
+		}
+	}()
+	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
+	defer transport.Close()
+	cc.Transport = transport
+	c, err := cityactor.Spawn(n.ActorSystem(), cc)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Stop()
+	log.Info("city up", "address", n.Address(), "provider", cfg.Provider, "member_id", n.MemberID(), "took", time.Since(start).Round(time.Millisecond))
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-		c.Stop()
-		return nil
+		return nil, nil
 	case <-c.Down():
 		log.Error("city is gone for good", "max_restarts", cityactor.MaxRestarts, "window", cityactor.RestartWindow)
-		return ErrGaveUp
+		return nil, ErrGaveUp
+	case <-n.Excluded():
+		state, inc, err := c.Snapshot(n.ActorSystem(), 5*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("dropped by the cluster (%s), and the replica could not be carried over: %w", n.ExcludedReason(), err)
+		}
+		return &carry{state: state, incarnation: inc}, nil
 	case <-n.Done():
-		return errors.New("cluster node stopped")
+		return nil, errors.New("cluster node stopped")
 	}
 }

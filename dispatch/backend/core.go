@@ -26,7 +26,7 @@ type Core struct {
 	newID  func() uuid.UUID
 }
 
-// NewCore returns an empty replica stamping writes with cfg.Clock, with an
+// NewCore returns a replica (empty, or cfg.Initial) stamping writes with cfg.Clock, with an
 // engine on cfg.Replication. newID makes the ids of created heroes (nil:
 // random version 4 UUIDs).
 func NewCore(cfg ReplicaConfig, newID func() uuid.UUID) (*Core, error) {
@@ -38,6 +38,9 @@ func NewCore(cfg ReplicaConfig, newID func() uuid.UUID) (*Core, error) {
 		newID = uuid.New
 	}
 	r := crdt.NewReplica(cfg.Clock)
+	if len(cfg.Initial.Heroes) > 0 {
+		r.Merge(cfg.Initial)
+	}
 	e, err := replication.New(cfg.Replication, r)
 	if err != nil {
 		return nil, fmt.Errorf("backend: %w", err)

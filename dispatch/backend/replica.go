@@ -45,6 +45,11 @@ type ReplicaConfig struct {
 	Timeout time.Duration
 	// Logger receives the actor's log lines. Default slog.Default().
 	Logger *slog.Logger
+	// Initial is the replica dispatch held in its previous cluster
+	// membership, when it rejoins under a fresh member id: the actor's
+	// first incarnation starts from it. A restart after a crash still
+	// starts empty. Default: empty.
+	Initial crdt.Delta
 }
 
 func (c ReplicaConfig) withDefaults() ReplicaConfig {
@@ -102,6 +107,7 @@ type (
 	homeReq    struct{ id uuid.UUID }
 	lookupReq  struct{ id uuid.UUID }
 	heroesReq  struct{}
+	stateReq   struct{}
 	contextReq struct{ id uuid.UUID }
 	replyReq   struct {
 		from  string
@@ -116,6 +122,7 @@ type (
 		err error
 	}
 	heroesRes struct{ hs []crdt.Hero }
+	stateRes  struct{ d crdt.Delta }
 )
 
 // call sends msg to the actor and waits for its answer, at most the
@@ -183,6 +190,13 @@ func (r *Replica) AssignReply(from string, id uuid.UUID, reply *messages.AssignR
 func (r *Replica) Heroes() ([]crdt.Hero, error) {
 	res, err := call[heroesRes](r, heroesReq{})
 	return res.hs, err
+}
+
+// State returns the whole replica, tombstones included, to carry it into
+// a new cluster membership (see ReplicaConfig.Initial).
+func (r *Replica) State() (crdt.Delta, error) {
+	res, err := call[stateRes](r, stateReq{})
+	return res.d, err
 }
 
 // Deliver hands the actor a replication message from a city, one-way.
@@ -265,6 +279,8 @@ func (a *replicaActor) Receive(ctx actor.Context) {
 		respond(heroRes{h: h, err: err})
 	case heroesReq:
 		respond(heroesRes{hs: c.Heroes()})
+	case stateReq:
+		respond(stateRes{d: c.Replica().State()})
 	default:
 		a.log.Warn("unknown message", "type", fmt.Sprintf("%T", m))
 	}
@@ -275,7 +291,11 @@ func (a *replicaActor) onStarted() {
 	cfg := a.cfg
 	// Each incarnation draws other random choices and exchange ids, so
 	// late replies meant for the previous one are not taken for its own.
-	cfg.Replication.Seed += a.incarnation.Add(1)
+	n := a.incarnation.Add(1)
+	cfg.Replication.Seed += n
+	if n > 1 {
+		cfg.Initial = crdt.Delta{}
+	}
 	core, err := NewCore(cfg, nil)
 	if err != nil {
 		// Checked by SpawnReplica before the actor is started.
@@ -284,7 +304,11 @@ func (a *replicaActor) onStarted() {
 	a.core = core
 	a.drv = wire.NewDriver(core.Engine(), a.cfg.Transport)
 	a.waiting = map[uint64]waiter{}
-	a.log.Info("replica started", "replica", "empty")
+	if n := core.Replica().Len(); n > 0 {
+		a.log.Info("replica started", "replica", "carried over", "heroes", n)
+	} else {
+		a.log.Info("replica started", "replica", "empty")
+	}
 	a.drv.Tick()
 }
 

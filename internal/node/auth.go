@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -78,6 +80,9 @@ type authenticator struct {
 	maxSkew time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	// onBlocked, when set, is called when a peer answers a stream this
+	// node opened with "your member id is blocked".
+	onBlocked func(target string)
 
 	mu   sync.Mutex
 	seen map[string]time.Time // nonce -> forget after
@@ -220,19 +225,30 @@ func (a *authenticator) streamClientInterceptor(ctx context.Context, desc *grpc.
 	return &verifiedClientStream{ClientStream: cs, auth: a, want: a.proof(nonce), target: cc.Target()}, nil
 }
 
-// serverOptions are the gRPC server options for remote.WithServerOptions.
-func (a *authenticator) serverOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+// serverOptions are the gRPC server options for remote.WithServerOptions:
+// the cookie check, inside mutual TLS when tlsCfg is not nil.
+func (a *authenticator) serverOptions(tlsCfg *tls.Config) []grpc.ServerOption {
+	opts := []grpc.ServerOption{
 		grpc.StreamInterceptor(a.streamServerInterceptor),
 		grpc.UnaryInterceptor(a.unaryServerInterceptor),
 	}
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	return opts
 }
 
 // dialOptions are the gRPC dial options for remote.WithDialOptions. They
-// replace the library's defaults, so they repeat its insecure transport.
-func (a *authenticator) dialOptions() []grpc.DialOption {
+// replace the library's defaults: TLS when tlsCfg is not nil (gRPC sets the
+// server name to verify from the dialled address), else the library's
+// insecure transport.
+func (a *authenticator) dialOptions(tlsCfg *tls.Config) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithStreamInterceptor(a.streamClientInterceptor),
 	}
 }
@@ -258,6 +274,9 @@ func (s *verifiedClientStream) RecvMsg(m any) error {
 		got := md.Get(authProofKey)
 		if len(got) == 1 && hmac.Equal([]byte(got[0]), []byte(s.want)) {
 			s.verified.Store(true)
+			if s.auth.onBlocked != nil && blockedBy(m) {
+				s.auth.onBlocked(s.target)
+			}
 			return nil
 		}
 	}

@@ -117,17 +117,17 @@ func roundTrip(t *testing.T, addr string, opts ...grpc.DialOption) error {
 
 func TestCookieHandshakeOverGRPC(t *testing.T) {
 	good := newAuthenticator("the-cookie", time.Minute, discardLogger())
-	addr := serveRemoting(t, good.serverOptions()...)
+	addr := serveRemoting(t, good.serverOptions(nil)...)
 
 	// Same cookie: accepted, and the server's proof is verified.
 	peer := newAuthenticator("the-cookie", time.Minute, discardLogger())
-	if err := roundTrip(t, addr, peer.dialOptions()...); err != nil {
+	if err := roundTrip(t, addr, peer.dialOptions(nil)...); err != nil {
 		t.Fatalf("same cookie rejected: %v", err)
 	}
 
 	// Different cookie: refused by the server.
 	intruder := newAuthenticator("wrong-cookie", time.Minute, discardLogger())
-	if err := roundTrip(t, addr, intruder.dialOptions()...); status.Code(err) != codes.Unauthenticated {
+	if err := roundTrip(t, addr, intruder.dialOptions(nil)...); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("wrong cookie: err = %v, want Unauthenticated", err)
 	}
 
@@ -138,7 +138,7 @@ func TestCookieHandshakeOverGRPC(t *testing.T) {
 	}
 
 	// Unary methods (their library handlers panic) are refused, never run.
-	conn, err := grpc.Dial(addr, peer.dialOptions()...)
+	conn, err := grpc.Dial(addr, peer.dialOptions(nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,15 +161,15 @@ func TestClientRejectsServerWithoutProof(t *testing.T) {
 	// proof: the dialling member refuses to use it.
 	addr := serveRemoting(t)
 	a := newAuthenticator("the-cookie", time.Minute, discardLogger())
-	if err := roundTrip(t, addr, a.dialOptions()...); status.Code(err) != codes.Unauthenticated {
+	if err := roundTrip(t, addr, a.dialOptions(nil)...); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("err = %v, want Unauthenticated", err)
 	}
 
 	// A server with another cookie rejects us first; either way no message
 	// is exchanged.
 	other := newAuthenticator("other", time.Minute, discardLogger())
-	addr2 := serveRemoting(t, other.serverOptions()...)
-	if err := roundTrip(t, addr2, a.dialOptions()...); status.Code(err) != codes.Unauthenticated {
+	addr2 := serveRemoting(t, other.serverOptions(nil)...)
+	if err := roundTrip(t, addr2, a.dialOptions(nil)...); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("err = %v, want Unauthenticated", err)
 	}
 }

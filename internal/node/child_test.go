@@ -78,6 +78,8 @@ type childResp struct {
 	Err         string   `json:"err,omitempty"`
 	ErrIs       []string `json:"err_is,omitempty"`
 	ElapsedMS   float64  `json:"elapsed_ms"`
+	// Excluded is Node.ExcludedReason once Excluded is closed.
+	Excluded string `json:"excluded,omitempty"`
 }
 
 var sentinels = map[string]error{
@@ -172,6 +174,11 @@ func childDo(n *Node, c childCmd) childResp {
 	case "topology":
 		tp := n.Topology()
 		r := childResp{Kinds: tp.Kinds}
+		select {
+		case <-n.Excluded():
+			r.Excluded = n.ExcludedReason()
+		default:
+		}
 		for _, m := range tp.Members {
 			r.MemberIDs = append(r.MemberIDs, m.ID)
 		}

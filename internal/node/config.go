@@ -1,11 +1,13 @@
 package node
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -33,6 +35,24 @@ const (
 	DefaultConnectAttempts = 3
 	// DefaultAuthMaxSkew is the accepted age/clock skew of a handshake token.
 	DefaultAuthMaxSkew = time.Minute
+	// DefaultEtcdPrefix is the etcd key prefix members register under.
+	DefaultEtcdPrefix = "/superhero"
+	// DefaultMemberCheckInterval is how often a member asks the others
+	// whether they have dropped it.
+	DefaultMemberCheckInterval = time.Second
+	// DefaultJoinTimeout bounds joining through a discovery service.
+	DefaultJoinTimeout = 10 * time.Second
+)
+
+// Membership providers (Config.Provider).
+const (
+	// ProviderAutomanaged finds members by polling the fixed list of health
+	// addresses in Config.Peers. It needs no other service, so it is the
+	// default on one host.
+	ProviderAutomanaged = "automanaged"
+	// ProviderEtcd registers the member in etcd (Config.Etcd) under a lease
+	// and watches the other members there: any node on any host.
+	ProviderEtcd = "etcd"
 )
 
 // Config describes one cluster member. Build it with DefaultConfig and set
@@ -43,17 +63,53 @@ type Config struct {
 	// Every log line of the node carries node=<Name>.
 	Name string
 
-	// Host is the interface remoting binds and the address advertised to
-	// peers, so it must be a concrete IP (not 0.0.0.0). Default DefaultHost
-	// ("127.0.0.1").
+	// Host is the interface remoting (and the automanaged health server)
+	// binds. It is also the address advertised to peers unless Advertise is
+	// set, so without Advertise it must be a concrete IP (not 0.0.0.0).
+	// Default DefaultHost ("127.0.0.1").
 	Host string
+
+	// Advertise is the "host:port" peers dial to reach this member's
+	// remoting, when it differs from Host:Port (a node bound to 0.0.0.0, or
+	// behind a port mapping). Empty: Host:Port.
+	Advertise string
+
+	// Provider is how members find each other: ProviderAutomanaged
+	// (default) or ProviderEtcd.
+	Provider string
+
+	// Etcd lists the etcd client endpoints ("https://10.0.0.5:2379"),
+	// required with ProviderEtcd. With ClientTLS set the etcd client
+	// presents this node's certificate.
+	Etcd []string
+
+	// EtcdPrefix is the key prefix members register under. Default
+	// DefaultEtcdPrefix.
+	EtcdPrefix string
+
+	// JoinTimeout bounds joining through etcd: an unreachable or refusing
+	// etcd fails Start with ErrDiscovery after this long instead of hanging.
+	// Default DefaultJoinTimeout (10 s).
+	JoinTimeout time.Duration
+
+	// MemberCheckInterval is how often this member asks every other one
+	// whether it has blocked this member's id (see Node.Excluded). Default
+	// DefaultMemberCheckInterval (1 s).
+	MemberCheckInterval time.Duration
+
+	// ServerTLS and ClientTLS turn on mutual TLS for remoting: the gRPC
+	// server presents ServerTLS (which should require and verify client
+	// certificates) and every dial presents ClientTLS (whose ServerName is
+	// left empty, so the dialled host is verified). Both or neither. The
+	// cookie handshake still runs inside TLS.
+	ServerTLS, ClientTLS *tls.Config
 
 	// Port is the remoting (gRPC) port, 1-65535. Required; it must be free,
 	// Start checks it before starting anything.
 	Port int
 
 	// HealthPort is the automanaged health port, 1-65535, different from
-	// Port. Required. The library serves GET /_health on it on all
+	// Port. Required with ProviderAutomanaged, unused with ProviderEtcd. The library serves GET /_health on it on all
 	// interfaces (0.0.0.0); Start checks that it is free and that the node
 	// itself answers on it after start.
 	HealthPort int
@@ -125,6 +181,11 @@ func DefaultConfig(name string) Config {
 		LogRepeatWindow: DefaultLogRepeatWindow,
 		ConnectAttempts: DefaultConnectAttempts,
 		AuthMaxSkew:     DefaultAuthMaxSkew,
+		Provider:        ProviderAutomanaged,
+		EtcdPrefix:      DefaultEtcdPrefix,
+		JoinTimeout:     DefaultJoinTimeout,
+
+		MemberCheckInterval: DefaultMemberCheckInterval,
 	}
 }
 
@@ -135,6 +196,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("name", c.Name),
 		slog.String("host", c.Host),
 		slog.Int("port", c.Port),
+		slog.String("advertise", c.Advertise),
+		slog.String("provider", c.Provider),
+		slog.Any("etcd", c.Etcd),
+		slog.Bool("tls", c.ServerTLS != nil),
 		slog.Int("health_port", c.HealthPort),
 		slog.Any("peers", c.Peers),
 		slog.String("cluster_name", c.ClusterName),
@@ -186,8 +251,21 @@ func (c Config) withDefaults() Config {
 	if c.AuthMaxSkew <= 0 {
 		c.AuthMaxSkew = DefaultAuthMaxSkew
 	}
+	if c.Provider == "" {
+		c.Provider = ProviderAutomanaged
+	}
+	if c.EtcdPrefix == "" {
+		c.EtcdPrefix = DefaultEtcdPrefix
+	}
+	if c.JoinTimeout <= 0 {
+		c.JoinTimeout = DefaultJoinTimeout
+	}
+	if c.MemberCheckInterval <= 0 {
+		c.MemberCheckInterval = DefaultMemberCheckInterval
+	}
+	c.Etcd = slices.Clone(c.Etcd)
 	c.Peers = slices.Clone(c.Peers)
-	if c.HealthPort > 0 {
+	if c.Provider == ProviderAutomanaged && c.HealthPort > 0 {
 		self := c.healthAddress()
 		if !slices.Contains(c.Peers, self) {
 			c.Peers = append(c.Peers, self)
@@ -207,22 +285,68 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: Name is empty", ErrInvalidConfig)
 	case c.Port < 1 || c.Port > 65535:
 		return fmt.Errorf("%w: Port %d out of range 1-65535", ErrInvalidConfig, c.Port)
-	case c.HealthPort < 1 || c.HealthPort > 65535:
-		return fmt.Errorf("%w: HealthPort %d out of range 1-65535", ErrInvalidConfig, c.HealthPort)
-	case c.Port == c.HealthPort:
-		return fmt.Errorf("%w: Port and HealthPort are both %d", ErrInvalidConfig, c.Port)
+	case (c.ServerTLS == nil) != (c.ClientTLS == nil):
+		return fmt.Errorf("%w: ServerTLS and ClientTLS go together", ErrInvalidConfig)
 	}
-	if ip := net.ParseIP(c.Host); (ip == nil && c.Host != "localhost") || (ip != nil && ip.IsUnspecified()) {
-		return fmt.Errorf("%w: Host %q must be a concrete IP address (it is advertised to peers)", ErrInvalidConfig, c.Host)
-	}
-	for _, p := range c.Peers {
-		host, port, err := net.SplitHostPort(p)
-		if err != nil || host == "" {
-			return fmt.Errorf("%w: peer %q is not host:port", ErrInvalidConfig, p)
+	switch c.Provider {
+	case ProviderAutomanaged:
+		switch {
+		case c.HealthPort < 1 || c.HealthPort > 65535:
+			return fmt.Errorf("%w: HealthPort %d out of range 1-65535", ErrInvalidConfig, c.HealthPort)
+		case c.Port == c.HealthPort:
+			return fmt.Errorf("%w: Port and HealthPort are both %d", ErrInvalidConfig, c.Port)
 		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%w: peer %q has an invalid port", ErrInvalidConfig, p)
+		for _, p := range c.Peers {
+			if err := checkHostPort(p); err != nil {
+				return fmt.Errorf("%w: peer %w", ErrInvalidConfig, err)
+			}
+		}
+	case ProviderEtcd:
+		if len(c.Etcd) == 0 {
+			return fmt.Errorf("%w: the etcd provider needs at least one etcd endpoint", ErrInvalidConfig)
+		}
+		for _, e := range c.Etcd {
+			if e == "" || strings.ContainsAny(e, " ,") {
+				return fmt.Errorf("%w: etcd endpoint %q", ErrInvalidConfig, e)
+			}
+		}
+	default:
+		return fmt.Errorf("%w: provider %q: want %s or %s", ErrInvalidConfig, c.Provider, ProviderAutomanaged, ProviderEtcd)
+	}
+	ip := net.ParseIP(c.Host)
+	if ip == nil && c.Host != "localhost" {
+		return fmt.Errorf("%w: Host %q must be an IP address", ErrInvalidConfig, c.Host)
+	}
+	if c.Advertise == "" && ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("%w: Host %q binds every interface, so Advertise must say where peers reach this node", ErrInvalidConfig, c.Host)
+	}
+	if c.Advertise != "" {
+		if err := checkHostPort(c.Advertise); err != nil {
+			return fmt.Errorf("%w: Advertise %w", ErrInvalidConfig, err)
+		}
+		if h, _, _ := net.SplitHostPort(c.Advertise); net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
+			return fmt.Errorf("%w: Advertise %q is not an address peers can dial", ErrInvalidConfig, c.Advertise)
 		}
 	}
 	return nil
+}
+
+// checkHostPort checks a "host:port" address.
+func checkHostPort(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has an invalid port", addr)
+	}
+	return nil
+}
+
+// advertised is the remoting address peers dial.
+func (c Config) advertised() string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	return net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,11 +36,38 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{Name: "x", Port: 1, HealthPort: 2, Peers: []string{"nohostport"}},
 		{Name: "x", Port: 1, HealthPort: 2, Host: "not an ip"},
 		{Name: "x", Port: 1, HealthPort: 2, Host: "0.0.0.0"},
+		{Name: "x", Port: 1, HealthPort: 2, Provider: "consul"},
+		{Name: "x", Port: 1, Provider: ProviderEtcd},
+		{Name: "x", Port: 1, Provider: ProviderEtcd, Etcd: []string{"a, b"}},
+		{Name: "x", Port: 1, HealthPort: 2, Advertise: "nohostport"},
+		{Name: "x", Port: 1, HealthPort: 2, Host: "0.0.0.0", Advertise: "0.0.0.0:1"},
+		{Name: "x", Port: 1, HealthPort: 2, ServerTLS: &tls.Config{}},
 	}
 	for i, c := range bad {
 		if err := c.withDefaults().validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("case %d: err = %v, want ErrInvalidConfig", i, err)
 		}
+	}
+}
+
+func TestConfigEtcdAndAdvertise(t *testing.T) {
+	good := []Config{
+		// etcd needs no health port nor peers.
+		{Name: "x", Port: 1, Provider: ProviderEtcd, Etcd: []string{"https://10.0.0.5:2379"}},
+		// bound to every interface, reached at the advertised address.
+		{Name: "x", Port: 1, HealthPort: 2, Host: "0.0.0.0", Advertise: "10.0.0.7:8100"},
+		{Name: "x", Port: 1, HealthPort: 2, ServerTLS: &tls.Config{}, ClientTLS: &tls.Config{}},
+	}
+	for i, c := range good {
+		if err := c.withDefaults().validate(); err != nil {
+			t.Errorf("case %d: %v", i, err)
+		}
+	}
+	if got := (Config{Host: "0.0.0.0", Port: 1, Advertise: "10.0.0.7:8100"}).advertised(); got != "10.0.0.7:8100" {
+		t.Errorf("advertised %q", got)
+	}
+	if got := (Config{Host: "127.0.0.1", Port: 8100}).advertised(); got != "127.0.0.1:8100" {
+		t.Errorf("advertised %q", got)
 	}
 }
 

@@ -13,6 +13,9 @@ var (
 	// ErrStart reports that the library failed (or panicked) while starting
 	// the member; nothing is left running.
 	ErrStart = errors.New("node: start failed")
+	// ErrDiscovery reports that the discovery service (etcd) could not be
+	// reached, refused this node, or did not let it join in time.
+	ErrDiscovery = errors.New("node: discovery service")
 	// ErrStopped reports a call on a node that has been stopped.
 	ErrStopped = errors.New("node: stopped")
 	// ErrStopTimeout reports that a graceful shutdown did not finish within

@@ -7,11 +7,13 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
@@ -35,13 +37,20 @@ type Node struct {
 	log         *slog.Logger
 	system      *actor.ActorSystem
 	cluster     *cluster.Cluster
-	provider    *automanaged.AutoManagedProvider
+	provider    cluster.ClusterProvider
 	topo        *topology
 	topoSub     *eventstream.Subscription
 
 	stopOnce sync.Once
 	stopErr  error
 	stopped  chan struct{}
+
+	// excluded is closed when the cluster has dropped this member (see
+	// Excluded).
+	excluded      chan struct{}
+	excludeMu     sync.Mutex
+	excludeReason string
+	selfSeen      atomic.Bool
 }
 
 // Start starts an actor system, remoting on cfg.Host:cfg.Port, the
@@ -77,7 +86,11 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 	if err := checkPortFree(cfg.Host, cfg.Port, "remote"); err != nil {
 		return nil, err
 	}
-	if err := checkPortFree("", cfg.HealthPort, "health"); err != nil {
+	if cfg.Provider == ProviderAutomanaged {
+		if err := checkPortFree("", cfg.HealthPort, "health"); err != nil {
+			return nil, err
+		}
+	} else if err := checkEtcd(ctx, cfg); err != nil {
 		return nil, err
 	}
 
@@ -91,20 +104,29 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 		log:         log,
 		topo:        newTopology(),
 		stopped:     make(chan struct{}),
+		excluded:    make(chan struct{}),
 	}
 	auth := newAuthenticator(cfg.Cookie, cfg.AuthMaxSkew, libLog.With(slog.String("component", "auth")))
+	auth.onBlocked = func(target string) {
+		n.exclude("a peer refuses this member id", slog.String("peer", target))
+	}
 
-	startMu.Lock()
-	err := n.startLibrary(libLog, auth, kinds)
-	startMu.Unlock()
-	if err != nil {
+	if err := n.startUnderDeadline(libLog, auth, kinds); err != nil {
 		return nil, err
 	}
 
-	if err := awaitOwnHealth(ctx, cfg.healthAddress(), n.system.ID, 3*time.Second); err != nil {
-		_ = n.Stop()
-		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	if cfg.Provider == ProviderAutomanaged {
+		if err := awaitOwnHealth(ctx, cfg.healthAddress(), n.system.ID, 3*time.Second); err != nil {
+			_ = n.Stop()
+			return nil, fmt.Errorf("%w: %w", ErrStart, err)
+		}
 	}
+
+	if err := n.spawnMemberCheck(); err != nil {
+		_ = n.Stop()
+		return nil, fmt.Errorf("%w: member check: %w", ErrStart, err)
+	}
+	go n.checkMembership(cfg.MemberCheckInterval)
 
 	kindNames := make([]string, 0, len(kinds))
 	for _, k := range kinds {
@@ -112,12 +134,35 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 	}
 	log.Info("cluster member started",
 		slog.String("address", n.system.Address()),
-		slog.String("health", cfg.healthAddress()),
+		slog.String("provider", cfg.Provider),
+		slog.Bool("tls", cfg.ServerTLS != nil),
 		slog.String("cluster", n.clusterName),
 		slog.String("member_id", n.system.ID),
-		slog.Any("kinds", kindNames),
-		slog.Any("peers", cfg.Peers))
+		slog.Any("kinds", kindNames))
 	return n, nil
+}
+
+// startUnderDeadline runs startLibrary. With etcd it is bounded by
+// JoinTimeout: the library's StartMember waits forever, without a word,
+// for an etcd that stopped answering after checkEtcd.
+func (n *Node) startUnderDeadline(libLog *slog.Logger, auth *authenticator, kinds []*cluster.Kind) error {
+	done := make(chan error, 1)
+	go func() {
+		startMu.Lock()
+		defer startMu.Unlock()
+		done <- n.startLibrary(libLog, auth, kinds)
+	}()
+	if n.cfg.Provider != ProviderEtcd {
+		return <-done
+	}
+	t := time.NewTimer(n.cfg.JoinTimeout + 2*time.Second) // StartMember sleeps 1 s
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("%w: joining through etcd %v did not finish within %s", ErrDiscovery, n.cfg.Etcd, n.cfg.JoinTimeout)
+	}
 }
 
 // startLibrary builds and starts the library objects, turning panics into
@@ -139,20 +184,37 @@ func (n *Node) startLibrary(libLog *slog.Logger, auth *authenticator, kinds []*c
 	)
 	// Subscribe before the cluster starts so the first topology is seen.
 	n.topoSub = n.system.EventStream.Subscribe(func(ev any) {
-		if t, ok := ev.(*cluster.ClusterTopology); ok {
+		switch t := ev.(type) {
+		case *cluster.ClusterTopology:
 			n.onClusterTopology(t)
+			n.watchSelf(t)
+		case *cluster.GossipUpdate:
+			n.watchGossip(t)
 		}
 	})
 
-	remoteCfg := remote.Configure(cfg.Host, cfg.Port,
-		remote.WithServerOptions(append(auth.serverOptions(),
+	opts := []remote.ConfigOption{
+		remote.WithServerOptions(append(auth.serverOptions(cfg.ServerTLS),
 			grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))...),
-		remote.WithDialOptions(append(auth.dialOptions(),
+		remote.WithDialOptions(append(auth.dialOptions(cfg.ClientTLS),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)))...),
-	)
+	}
+	if cfg.Advertise != "" {
+		opts = append(opts, remote.WithAdvertisedHost(cfg.Advertise))
+	}
+	remoteCfg := remote.Configure(cfg.Host, cfg.Port, opts...)
 	remoteCfg.MaxRetryCount = cfg.ConnectAttempts
 
-	n.provider = automanaged.NewWithConfig(cfg.RefreshInterval, cfg.HealthPort, slices.Clone(cfg.Peers)...)
+	switch cfg.Provider {
+	case ProviderEtcd:
+		p, err := etcd.NewWithConfig(cfg.EtcdPrefix, etcdClientConfig(cfg))
+		if err != nil {
+			return fmt.Errorf("%w: etcd client for %v: %w", ErrDiscovery, cfg.Etcd, err)
+		}
+		n.provider = p
+	default:
+		n.provider = automanaged.NewWithConfig(cfg.RefreshInterval, cfg.HealthPort, slices.Clone(cfg.Peers)...)
+	}
 	clusterCfg := cluster.Configure(n.clusterName, n.provider, disthash.New(), remoteCfg,
 		cluster.WithKinds(kinds...),
 		cluster.WithRequestTimeout(cfg.RequestTimeout),

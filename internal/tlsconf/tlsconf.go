@@ -32,6 +32,10 @@
 //		remote.WithDialOptions(grpc.WithTransportCredentials(b.ClientCredentials()))
 //		// etcd client: clientv3.Config{TLS: b.Client(""), ...}
 //	}
+//
+// remote.WithDialOptions replaces the remoting's default dial options,
+// which include grpc.WithInsecure, so the credentials above are the only
+// transport credentials used.
 package tlsconf
 
 import (
@@ -119,6 +123,10 @@ func (b *Bundle) Server() *tls.Config {
 // which wraps a connection without knowing its address, needs the name
 // given here; with an empty one its handshake fails rather than skip the
 // check.
+//
+// Give the etcd client Client(""), not a name: it checks each endpoint
+// against that endpoint's own host, whereas a name given here would be
+// required of every endpoint.
 func (b *Bundle) Client(serverName string) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,

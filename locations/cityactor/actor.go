@@ -116,7 +116,11 @@ func (a *stateActor) onStarted(ctx actor.Context) {
 	a.log = srv.log
 	a.drv = wire.NewDriver(srv.Engine(), a.transport)
 	a.exchanges = 0
-	a.log.Info("city started", "replica", "empty")
+	if n := a.srv.Replica().Len(); n > 0 {
+		a.log.Info("city started", "replica", "carried over", "heroes", n)
+	} else {
+		a.log.Info("city started", "replica", "empty")
+	}
 	root := ctx.ActorSystem().Root
 	rules := srv.Rules()
 	a.tickers = []*supervise.Ticker{
@@ -224,6 +228,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 	name := string(cfg.City)
 	stats := &Stats{}
 	var incarnation atomic.Uint64
+	incarnation.Store(cfg.PriorIncarnations)
 	stateProps := actor.PropsFromProducer(func() actor.Actor {
 		return &stateActor{
 			log:       log,
@@ -244,6 +249,24 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 		return nil, fmt.Errorf("cityactor: %w", err)
 	}
 	return &City{group: g, stats: stats}, nil
+}
+
+// Snapshot returns the city's whole replica and its incarnation number, to
+// carry them into a new membership (see Config.Initial).
+func (c *City) Snapshot(system *actor.ActorSystem, timeout time.Duration) (crdt.Delta, uint64, error) {
+	res, err := system.Root.RequestFuture(c.State(), &messages.GetState{}, timeout).Result()
+	if err != nil {
+		return crdt.Delta{}, 0, fmt.Errorf("cityactor: snapshot: %w", err)
+	}
+	st, ok := res.(*messages.State)
+	if !ok {
+		return crdt.Delta{}, 0, fmt.Errorf("cityactor: snapshot: unexpected reply %T", res)
+	}
+	var d crdt.Delta
+	if err := d.UnmarshalBinary(st.GetDelta()); err != nil {
+		return crdt.Delta{}, 0, fmt.Errorf("cityactor: snapshot: %w", err)
+	}
+	return d, st.GetIncarnation(), nil
 }
 
 // State returns the PID of the state actor; it is stable across restarts.

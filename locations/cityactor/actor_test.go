@@ -199,3 +199,31 @@ func TestTimersPatrolAndFight(t *testing.T) {
 		return d.Len() == 1 && d.Heroes[0].Dead
 	}, "hero never died on patrol")
 }
+
+// A city that rejoins the cluster under a fresh member id starts from the
+// replica it held before; a crash after that still restarts it empty.
+func TestCarriedReplicaSeedsOnlyTheFirstIncarnation(t *testing.T) {
+	system, old := spawnCity(t, cityactor.Config{Rules: quietRules})
+	p := testkit.NewTestProbe(t, system)
+	h, delta := seed(t)
+	p.Send(old.State(), &messages.MergeDelta{Delta: delta})
+	testkit.ExpectMessageOf[*messages.MergeAck](t, p, wait)
+	carried, inc, err := old.Snapshot(system, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(carried.Heroes) != 1 || carried.Heroes[0].ID != h.ID || inc != 1 {
+		t.Fatalf("snapshot: %d heroes, incarnation %d", len(carried.Heroes), inc)
+	}
+
+	system2, c := spawnCity(t, cityactor.Config{Rules: quietRules, Initial: carried, PriorIncarnations: inc})
+	p2 := testkit.NewTestProbe(t, system2)
+	if st := state(t, p2, c.State()); st.Heroes != 1 || st.Incarnation != 2 {
+		t.Fatalf("rejoined: %d heroes, incarnation %d; want 1 and 2", st.Heroes, st.Incarnation)
+	}
+	p2.Send(c.State(), &messages.Bomb{})
+	testkit.ExpectMessageOf[*messages.BombAck](t, p2, wait)
+	if st := state(t, p2, c.State()); st.Heroes != 0 || st.Incarnation != 3 {
+		t.Fatalf("after a bomb: %d heroes, incarnation %d; want 0 and 3", st.Heroes, st.Incarnation)
+	}
+}

@@ -44,6 +44,15 @@ type Config struct {
 	// Transport carries the engine's messages to the other nodes. Default:
 	// none (a city alone; its messages are dropped).
 	Transport Transport
+	// Initial is the replica this city held in its previous membership,
+	// when the process rejoins the cluster under a fresh member id: the
+	// first incarnation starts from it instead of empty. Restarts after a
+	// crash still start empty. Default: empty.
+	Initial crdt.Delta
+	// PriorIncarnations is how many incarnations the city had before this
+	// Spawn (in an earlier membership), so incarnation numbers keep
+	// growing across a rejoin. Default 0.
+	PriorIncarnations uint64
 }
 
 func (c Config) withDefaults() Config {
@@ -82,7 +91,8 @@ type Server struct {
 	log         *slog.Logger
 }
 
-// NewServer returns incarnation n of the city with an empty replica.
+// NewServer returns incarnation n of the city with an empty replica, or
+// with cfg.Initial for the first incarnation after cfg.PriorIncarnations.
 func NewServer(cfg Config, n uint64) (*Server, error) {
 	cfg = cfg.withDefaults()
 	if cfg.Clock == nil {
@@ -90,6 +100,9 @@ func NewServer(cfg Config, n uint64) (*Server, error) {
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, n))
 	r := crdt.NewReplica(cfg.Clock)
+	if n == cfg.PriorIncarnations+1 && len(cfg.Initial.Heroes) > 0 {
+		r.Merge(cfg.Initial)
+	}
 	rules, err := city.New(cfg.City, r, rng, cfg.Rules)
 	if err != nil {
 		return nil, err
