@@ -54,8 +54,7 @@ func (n *Node) exclude(reason string, attrs ...any) {
 // member is first absent from its own list (automanaged learns itself from
 // its first poll), so only an absence after a presence counts.
 func (n *Node) watchSelf(ev *cluster.ClusterTopology) {
-	self := n.system.ID
-	present := slices.ContainsFunc(ev.Members, func(m *cluster.Member) bool { return m != nil && m.Id == self })
+	present := slices.ContainsFunc(ev.Members, func(m *cluster.Member) bool { return m != nil && n.isSelf(m.Id) })
 	if present {
 		n.selfSeen.Store(true)
 		return
@@ -63,6 +62,23 @@ func (n *Node) watchSelf(ev *cluster.ClusterTopology) {
 	if n.selfSeen.Load() {
 		n.exclude("own id left the member list")
 	}
+}
+
+// isSelf reports whether a member id in the topology is this member's. The
+// automanaged provider uses the actor system's id; the etcd provider
+// prefixes it with the cluster name ("<cluster>@<system id>"), and that
+// prefixed id is the one peers block.
+func (n *Node) isSelf(memberID string) bool {
+	return memberID == n.system.ID || memberID == n.memberID()
+}
+
+// memberID is this member's id as the provider reports it to peers, which
+// is the id they block when they drop it.
+func (n *Node) memberID() string {
+	if n.cfg.Provider == ProviderEtcd {
+		return n.clusterName + "@" + n.system.ID
+	}
+	return n.system.ID
 }
 
 // watchGossip checks the blocked list that peers gossip with the topology.
@@ -74,7 +90,7 @@ func (n *Node) watchGossip(ev *cluster.GossipUpdate) {
 	if err := ev.Value.UnmarshalTo(&t); err != nil {
 		return
 	}
-	if slices.Contains(t.Blocked, n.system.ID) {
+	if slices.ContainsFunc(t.Blocked, n.isSelf) {
 		n.exclude("a peer gossips this member as blocked", slog.String("peer", ev.MemberID))
 	}
 }
@@ -126,14 +142,14 @@ func (n *Node) checkMembership(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		self := n.system.ID
+		self := n.memberID()
 		type pending struct {
 			peer string
 			f    *actor.Future
 		}
 		var asked []pending
 		for _, m := range n.Topology().Members {
-			if m.ID == self {
+			if n.isSelf(m.ID) {
 				continue
 			}
 			pid := actor.NewPID(m.Address, memberCheckName)
