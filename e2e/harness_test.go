@@ -238,6 +238,7 @@ type hero struct {
 	Health     int    `json:"health"`
 	Dead       bool   `json:"dead"`
 	UpdatedAt  string `json:"updated_at"`
+	UpdatedBy  string `json:"updated_by"`
 }
 
 type heroList struct {
