@@ -339,6 +339,7 @@ func (p *Provider) round(ctx context.Context) cluster.Members {
 
 	var members cluster.Members
 	seen := make(map[string]bool)
+	failed := make(map[string]error)
 	if p.self != nil {
 		members = append(members, toClusterMember(*p.self))
 		seen[p.self.ID] = true
@@ -349,6 +350,7 @@ func (p *Provider) round(ctx context.Context) cluster.Members {
 		case errors.Is(r.err, errSelf):
 			continue
 		case r.err != nil:
+			failed[addr] = r.err
 			p.noteFailure(ctx, addr, r.err)
 			continue
 		case seen[r.m.ID]:
@@ -367,7 +369,13 @@ func (p *Provider) round(ctx context.Context) cluster.Members {
 		if !seen[id] {
 			delete(p.admitted, id)
 			if ctx.Err() == nil {
-				p.log.Info("member gone", slog.String("health", m.HealthAddress()), slog.String("member_id", id))
+				attrs := []any{slog.String("health", m.HealthAddress()), slog.String("member_id", id)}
+				for addr, err := range failed {
+					if sameAddress(addr, m.HealthAddress()) {
+						attrs = append(attrs, slog.String("reason", err.Error()))
+					}
+				}
+				p.log.Info("member gone", attrs...)
 			}
 		}
 	}
@@ -416,6 +424,10 @@ func (p *Provider) Probe(ctx context.Context, addr string) (Member, error) {
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL and its nonce
+		}
 		return Member{}, fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	defer resp.Body.Close()
