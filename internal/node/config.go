@@ -18,7 +18,7 @@ const (
 	DefaultClusterName = "superhero"
 	// DefaultHost is the interface remoting binds and advertises.
 	DefaultHost = "127.0.0.1"
-	// DefaultRefreshInterval is the automanaged peer poll period.
+	// DefaultRefreshInterval is the membership peer poll period.
 	DefaultRefreshInterval = time.Second
 	// DefaultRequestTimeout is the caller-side deadline used when a request
 	// is made with timeout <= 0.
@@ -52,22 +52,25 @@ type Config struct {
 	// Start checks it before starting anything.
 	Port int
 
-	// HealthPort is the automanaged health port, 1-65535, different from
-	// Port. Required. The library serves GET /_health on it on all
-	// interfaces (0.0.0.0); Start checks that it is free and that the node
-	// itself answers on it after start.
+	// HealthPort is the membership health port, 1-65535, different from
+	// Port. Required. The node answers membership challenges (GET
+	// /_health?nonce=...) on Host:HealthPort, not on other interfaces;
+	// Start checks that it is free and that the node itself answers on it
+	// after start.
 	HealthPort int
 
 	// Peers is the fixed list of health addresses ("host:port") of all
-	// members of the cluster. Start adds this node's own health address
-	// (Host:HealthPort) when it is missing, because the provider only learns
-	// members, including itself, from this list. Required (may contain just
+	// members of the cluster; a peer is admitted only while it proves the
+	// cookie from exactly the address listed. Start adds this node's own
+	// health address (Host:HealthPort) when it is missing; the node never
+	// polls itself (it always counts itself). Required (may contain just
 	// this node).
 	Peers []string
 
-	// ClusterName is the base cluster name. The effective name used by the
-	// provider is ClusterName + "-" + a fingerprint of Cookie (see
-	// Node.ClusterName). Default DefaultClusterName.
+	// ClusterName is the base cluster name; health answers carry it and
+	// peers with another name are refused. The library's internal name is
+	// ClusterName + "-" + a fingerprint of Cookie (see Node.ClusterName).
+	// Default DefaultClusterName.
 	ClusterName string
 
 	// Cookie is the shared secret; members with different cookies cannot
@@ -75,7 +78,7 @@ type Config struct {
 	// logged.
 	Cookie string
 
-	// RefreshInterval is the automanaged poll period of the Peers list; it
+	// RefreshInterval is the membership poll period of the Peers list; it
 	// bounds how fast a member joining or leaving is noticed. Default
 	// DefaultRefreshInterval (1 s).
 	RefreshInterval time.Duration
