@@ -63,7 +63,7 @@ func (c *cluster) member(t *testing.T, args ...string) string {
 	if err != nil {
 		t.Fatalf("member: %v\n%s", err, stderr.String())
 	}
-	// The library's health server prints a banner to stdout first.
+	// The result is the last word printed.
 	lines := strings.Fields(string(out))
 	if len(lines) == 0 {
 		t.Fatalf("member printed nothing")

@@ -1,7 +1,7 @@
 // Package layout assigns ports to the nodes of a cluster on one host and
 // holds the command-line flags every node shares.
 //
-// The automanaged provider polls a fixed list of peer health addresses, so
+// The membership provider polls a fixed list of peer health addresses, so
 // every node must know every port a member could use before it starts.
 // Nodes therefore live in numbered slots, each with a remote port and a
 // health port at a fixed offset from two bases. Slot 0 is dispatch, slots

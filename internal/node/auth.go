@@ -220,9 +220,10 @@ func (a *authenticator) streamClientInterceptor(ctx context.Context, desc *grpc.
 	ctx = metadata.AppendToOutgoingContext(ctx, authTokenKey, token)
 	cs, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil {
+		releaseConn(cc) // see conns.go
 		return nil, err
 	}
-	return &verifiedClientStream{ClientStream: cs, auth: a, want: a.proof(nonce), target: cc.Target()}, nil
+	return guardHandshake(cc, &verifiedClientStream{ClientStream: cs, auth: a, want: a.proof(nonce), target: cc.Target()}), nil
 }
 
 // serverOptions are the gRPC server options for remote.WithServerOptions:

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +54,7 @@ type childSpec struct {
 
 // childCmd is one command sent by the parent.
 type childCmd struct {
-	Op       string `json:"op"` // topology | request | send | resolve | raw | stop
+	Op       string `json:"op"` // topology | request | send | resolve | raw | goroutines | stop
 	Identity string `json:"identity,omitempty"`
 	Kind     string `json:"kind,omitempty"`
 	TimeoutM int    `json:"timeout_ms,omitempty"`
@@ -80,6 +81,10 @@ type childResp struct {
 	ElapsedMS   float64  `json:"elapsed_ms"`
 	// Excluded is Node.ExcludedReason once Excluded is closed.
 	Excluded string `json:"excluded,omitempty"`
+	// goroutines: runtime.NumGoroutine, and how many of them are gRPC
+	// connections (re)dialling (addrConn.resetTransport).
+	Goroutines int `json:"goroutines,omitempty"`
+	Redialers  int `json:"redialers,omitempty"`
 }
 
 var sentinels = map[string]error{
@@ -213,6 +218,10 @@ func childDo(n *Node, c childCmd) childResp {
 			r.City = fmt.Sprintf("%T", res)
 		}
 		return r
+	case "goroutines":
+		buf := make([]byte, 16<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		return childResp{Goroutines: runtime.NumGoroutine(), Redialers: strings.Count(stacks, "grpc.(*addrConn).resetTransport(")}
 	case "stop":
 		return errResp(n.Stop(), start)
 	}

@@ -20,7 +20,7 @@ const (
 	DefaultClusterName = "superhero"
 	// DefaultHost is the interface remoting binds and advertises.
 	DefaultHost = "127.0.0.1"
-	// DefaultRefreshInterval is the automanaged peer poll period.
+	// DefaultRefreshInterval is the membership peer poll period.
 	DefaultRefreshInterval = time.Second
 	// DefaultRequestTimeout is the caller-side deadline used when a request
 	// is made with timeout <= 0.
@@ -47,7 +47,9 @@ const (
 // Membership providers (Config.Provider).
 const (
 	// ProviderAutomanaged finds members by polling the fixed list of health
-	// addresses in Config.Peers. It needs no other service, so it is the
+	// addresses in Config.Peers, like the library's automanaged provider,
+	// but with this package's cookie-checked challenge (package
+	// internal/membership). It needs no other service, so it is the
 	// default on one host.
 	ProviderAutomanaged = "automanaged"
 	// ProviderEtcd registers the member in etcd (Config.Etcd) under a lease
@@ -108,22 +110,25 @@ type Config struct {
 	// Start checks it before starting anything.
 	Port int
 
-	// HealthPort is the automanaged health port, 1-65535, different from
-	// Port. Required with ProviderAutomanaged, unused with ProviderEtcd. The library serves GET /_health on it on all
-	// interfaces (0.0.0.0); Start checks that it is free and that the node
-	// itself answers on it after start.
+	// HealthPort is the membership health port, 1-65535, different from
+	// Port. Required with ProviderAutomanaged, unused with ProviderEtcd.
+	// The node answers membership challenges (GET /_health?nonce=...) on
+	// Host:HealthPort, not on other interfaces; Start checks that it is
+	// free and that the node itself answers on it after start.
 	HealthPort int
 
 	// Peers is the fixed list of health addresses ("host:port") of all
-	// members of the cluster. Start adds this node's own health address
-	// (Host:HealthPort) when it is missing, because the provider only learns
-	// members, including itself, from this list. Required (may contain just
+	// members of the cluster; a peer is admitted only while it proves the
+	// cookie from exactly the address listed. Start adds this node's own
+	// health address (Host:HealthPort) when it is missing; the node never
+	// polls itself (it always counts itself). Required (may contain just
 	// this node).
 	Peers []string
 
-	// ClusterName is the base cluster name. The effective name used by the
-	// provider is ClusterName + "-" + a fingerprint of Cookie (see
-	// Node.ClusterName). Default DefaultClusterName.
+	// ClusterName is the base cluster name; health answers carry it and
+	// peers with another name are refused. The library's internal name is
+	// ClusterName + "-" + a fingerprint of Cookie (see Node.ClusterName).
+	// Default DefaultClusterName.
 	ClusterName string
 
 	// Cookie is the shared secret; members with different cookies cannot
@@ -131,7 +136,7 @@ type Config struct {
 	// logged.
 	Cookie string
 
-	// RefreshInterval is the automanaged poll period of the Peers list; it
+	// RefreshInterval is the membership poll period of the Peers list; it
 	// bounds how fast a member joining or leaving is noticed. Default
 	// DefaultRefreshInterval (1 s).
 	RefreshInterval time.Duration
@@ -316,6 +321,9 @@ func (c Config) validate() error {
 	ip := net.ParseIP(c.Host)
 	if ip == nil && c.Host != "localhost" {
 		return fmt.Errorf("%w: Host %q must be an IP address", ErrInvalidConfig, c.Host)
+	}
+	if c.Provider == ProviderAutomanaged && ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("%w: Host %q: the health port answers on the node's own address, so it must be a concrete IP (use the etcd provider to bind every interface)", ErrInvalidConfig, c.Host)
 	}
 	if c.Advertise == "" && ip != nil && ip.IsUnspecified() {
 		return fmt.Errorf("%w: Host %q binds every interface, so Advertise must say where peers reach this node", ErrInvalidConfig, c.Host)

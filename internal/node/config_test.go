@@ -42,6 +42,7 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		{Name: "x", Port: 1, HealthPort: 2, Advertise: "nohostport"},
 		{Name: "x", Port: 1, HealthPort: 2, Host: "0.0.0.0", Advertise: "0.0.0.0:1"},
 		{Name: "x", Port: 1, HealthPort: 2, ServerTLS: &tls.Config{}},
+		{Name: "x", Port: 1, HealthPort: 2, Host: "0.0.0.0", Advertise: "10.0.0.7:8100"},
 	}
 	for i, c := range bad {
 		if err := c.withDefaults().validate(); !errors.Is(err, ErrInvalidConfig) {
@@ -55,7 +56,7 @@ func TestConfigEtcdAndAdvertise(t *testing.T) {
 		// etcd needs no health port nor peers.
 		{Name: "x", Port: 1, Provider: ProviderEtcd, Etcd: []string{"https://10.0.0.5:2379"}},
 		// bound to every interface, reached at the advertised address.
-		{Name: "x", Port: 1, HealthPort: 2, Host: "0.0.0.0", Advertise: "10.0.0.7:8100"},
+		{Name: "x", Port: 1, Provider: ProviderEtcd, Etcd: []string{"https://10.0.0.5:2379"}, Host: "0.0.0.0", Advertise: "10.0.0.7:8100"},
 		{Name: "x", Port: 1, HealthPort: 2, ServerTLS: &tls.Config{}, ClientTLS: &tls.Config{}},
 	}
 	for i, c := range good {

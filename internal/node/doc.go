@@ -20,8 +20,9 @@
 //     repeated library warnings/errors (e.g. "peer health check failed" on
 //     every poll while a city is down) logged once per window;
 //   - remoting (gRPC) on Host:Port, guarded by the shared cookie (see below);
-//   - the automanaged cluster provider: every member serves /_health on
-//     HealthPort and polls the fixed Peers list of health addresses;
+//   - the membership provider (package internal/membership): every member
+//     answers challenges on Host:HealthPort and polls the fixed Peers list
+//     of health addresses, admitting only peers that prove the cookie;
 //   - the disthash identity lookup (grains are placed by rendezvous hashing
 //     and activated by disthash's placement actors);
 //   - the cluster started as a member (cluster.StartMember).
@@ -30,23 +31,44 @@
 //
 // Like an Erlang cookie, a shared secret decides who belongs to the cluster:
 //
-//   - Membership: the automanaged provider only accepts peers whose health
-//     answer carries the same cluster name. The effective cluster name is
-//     ClusterName + "-" + a 64-bit HMAC-SHA256 fingerprint of the cookie, so a
-//     member with another cookie is silently ignored (and ignores us).
+//   - Membership: the provider polls every peer health address with a
+//     challenge, GET /_health?nonce=<16 random bytes>, and the peer answers
+//     with its member description (id, remoting host and port, health host
+//     and port, kinds, base cluster name) and an HMAC-SHA256 over the nonce
+//     and every one of those fields, keyed by a key derived from the cookie
+//     under a label of its own. A peer is admitted to the topology only
+//     when the MAC verifies, the cluster name is ours and the answer names
+//     the very address that was polled; it stays only while it keeps
+//     answering. So a process without the cookie cannot become a member:
+//     not by answering on a free peer slot in the old format, not by
+//     replaying a captured answer (the next nonce differs), not by relaying
+//     a real member's answers from another port (they name the real
+//     member's address). Nothing it claims reaches placement, gossip, the
+//     status of a city or anti-entropy, and it is never dialled. Refused
+//     answers are logged at most once per address per LogRepeatWindow. The
+//     health endpoint binds Host only, not every interface, and serves no
+//     cookie fingerprint; the library's internal cluster name
+//     (Node.ClusterName) still carries one but is not served.
 //   - Transport: every gRPC stream to a member's remote port must present a
 //     fresh token (timestamp, random nonce, HMAC of both keyed by the cookie);
 //     replays and stale tokens are rejected with codes.Unauthenticated. The
 //     server answers with its own HMAC over the client's nonce, which the
 //     dialling side verifies before accepting any message (mutual
 //     authentication). Unary gRPC calls, which the library does not use and
-//     whose handlers panic, are refused.
+//     whose handlers panic, are refused. A connection whose stream fails
+//     before its handshake completes is closed at once (the library would
+//     leave it redialling forever).
 //
-// The cookie itself is never logged or sent. It does not encrypt traffic and
-// does not protect against an attacker who can read or modify loopback
-// traffic (no TLS), nor against a weak cookie being brute-forced offline from
-// the public cluster-name fingerprint; the /_health endpoint (served by the
-// library on all interfaces) stays unauthenticated and readable.
+// The cookie itself is never logged or sent. What it does not do: nothing
+// is encrypted, so without TLS anyone who can read loopback traffic sees
+// every message, and anyone who can modify it can tamper with messages of
+// established streams; the health answers are not secret (anyone who can
+// reach a health port learns the member's id, addresses and kinds); a
+// holder of the cookie is trusted with anything; and a weak cookie can be
+// guessed offline from any health answer or handshake token, since each
+// carries an HMAC over known data, so use a long random one. Any local
+// process can still deny service (e.g. take a free peer slot's port first,
+// or flood a health endpoint), but not join.
 //
 // # Requests
 //

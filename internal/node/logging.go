@@ -88,6 +88,10 @@ func (h *filterHandler) Handle(ctx context.Context, r slog.Record) error {
 		// Logged at Error by the library on every normal shutdown.
 		r.Level = slog.LevelInfo
 	}
+	if r.Message == "EndpointWriter error when closing the client conn" && attrContains(r, "error", "the client connection is closing") {
+		// Already closed when its handshake failed (see conns.go).
+		r.Level = slog.LevelDebug
+	}
 	if r.Level < h.min.Level() {
 		return nil
 	}

@@ -68,3 +68,17 @@ func TestFilterHandlerQuietNormalShutdown(t *testing.T) {
 		t.Fatalf("failed health server not reported: %q", sb.String())
 	}
 }
+
+func TestFilterHandlerQuietDoubleClose(t *testing.T) {
+	var sb strings.Builder
+	h := newFilterHandler(slog.NewTextHandler(&sb, nil), slog.LevelWarn, time.Minute)
+	// The connection was closed when its handshake failed (conns.go).
+	slog.New(h).Error("EndpointWriter error when closing the client conn", slog.String("error", "grpc: the client connection is closing"))
+	if sb.Len() != 0 {
+		t.Fatalf("second close of a released connection logged: %s", sb.String())
+	}
+	slog.New(h).Error("EndpointWriter error when closing the client conn", slog.String("error", "something else"))
+	if !strings.Contains(sb.String(), "level=ERROR") {
+		t.Fatalf("other close error not reported: %q", sb.String())
+	}
+}

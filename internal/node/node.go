@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
@@ -54,7 +52,8 @@ type Node struct {
 }
 
 // Start starts an actor system, remoting on cfg.Host:cfg.Port, the
-// automanaged provider (health on cfg.HealthPort, polling cfg.Peers), the
+// membership provider (challenge endpoint on cfg.Host:cfg.HealthPort,
+// polling cfg.Peers; see package internal/membership), the
 // disthash identity lookup and the cluster as a member hosting kinds (none
 // for a pure client such as dispatch; it still joins as a member so it can
 // see the topology).
@@ -87,7 +86,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 		return nil, err
 	}
 	if cfg.Provider == ProviderAutomanaged {
-		if err := checkPortFree("", cfg.HealthPort, "health"); err != nil {
+		if err := checkPortFree(cfg.Host, cfg.HealthPort, "health"); err != nil {
 			return nil, err
 		}
 	} else if err := checkEtcd(ctx, cfg); err != nil {
@@ -116,7 +115,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger, kinds ...*clust
 	}
 
 	if cfg.Provider == ProviderAutomanaged {
-		if err := awaitOwnHealth(ctx, cfg.healthAddress(), n.system.ID, 3*time.Second); err != nil {
+		if err := awaitOwnHealth(ctx, cfg, n.system.ID, 3*time.Second); err != nil {
 			_ = n.Stop()
 			return nil, fmt.Errorf("%w: %w", ErrStart, err)
 		}
@@ -213,7 +212,11 @@ func (n *Node) startLibrary(libLog *slog.Logger, auth *authenticator, kinds []*c
 		}
 		n.provider = p
 	default:
-		n.provider = automanaged.NewWithConfig(cfg.RefreshInterval, cfg.HealthPort, slices.Clone(cfg.Peers)...)
+		p, err := newMembershipProvider(cfg, n.log)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrStart, err)
+		}
+		n.provider = p
 	}
 	clusterCfg := cluster.Configure(n.clusterName, n.provider, disthash.New(), remoteCfg,
 		cluster.WithKinds(kinds...),
@@ -316,8 +319,9 @@ func (n *Node) Address() string { return n.system.Address() }
 // MemberID returns the member's actor-system id (new on every start).
 func (n *Node) MemberID() string { return n.system.ID }
 
-// ClusterName returns the effective cluster name advertised on /_health:
-// Config.ClusterName plus the cookie fingerprint.
+// ClusterName returns the library's cluster name: Config.ClusterName plus
+// the cookie fingerprint. It is not served; health answers carry
+// Config.ClusterName only.
 func (n *Node) ClusterName() string { return n.clusterName }
 
 // ActorSystem returns the underlying actor system, e.g. to spawn local

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/superhero-cluster/superhero/internal/membership"
 	"github.com/superhero-cluster/superhero/messages"
 )
 
@@ -303,9 +303,9 @@ func TestCluster(t *testing.T) {
 	stopAll(t, dispatch, metropolis)
 }
 
-// serveBlackHoleMember fakes a cluster member: a health endpoint advertising
-// kind kindBlackHole at a remote address whose listener accepts
-// connections and never answers. It returns the health address and a
+// serveBlackHoleMember fakes a cluster member that holds the cookie: a
+// health endpoint advertising kind kindBlackHole at a remote address whose
+// listener accepts connections and never answers. It returns the health address and a
 // function that shuts the fake member down (idempotent).
 func serveBlackHoleMember(t *testing.T, healthPort int) (string, func()) {
 	t.Helper()
@@ -327,20 +327,17 @@ func serveBlackHoleMember(t *testing.T, healthPort int) (string, func()) {
 		}
 	}()
 
+	// It holds the cookie, so its health answers verify.
 	holePort := hole.Addr().(*net.TCPAddr).Port
-	name := effectiveClusterName(DefaultClusterName, DefaultCookie)
-	mux := http.NewServeMux()
-	mux.HandleFunc("/_health", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"id": "blackhole", "address": "127.0.0.1", "port": holePort,
-			"auto_manage_port": healthPort, "kinds": []string{kindBlackHole}, "cluster_name": name,
-		})
+	health := membership.NewHandler(membership.DeriveKey(DefaultCookie), membership.Member{
+		ID: "blackhole", Host: "127.0.0.1", Port: holePort, HealthHost: "127.0.0.1", HealthPort: healthPort,
+		Kinds: []string{kindBlackHole}, Cluster: DefaultClusterName,
 	})
 	hl, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(healthPort)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: time.Second}
+	srv := &http.Server{Handler: health, ReadHeaderTimeout: time.Second}
 	go func() { _ = srv.Serve(hl) }()
 
 	var once sync.Once

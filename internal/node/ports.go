@@ -2,18 +2,19 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/superhero-cluster/superhero/internal/membership"
 )
 
-// checkPortFree binds host:port and releases it at once. host "" means all
-// interfaces (the health server binds 0.0.0.0). The check is racy by nature
-// (another process can take the port right after), so Start also recovers
-// the library's panic and verifies the health endpoint after start.
+// checkPortFree binds host:port and releases it at once. The check is racy
+// by nature (another process can take the port right after), so Start also
+// recovers the library's panic and verifies the health endpoint after
+// start.
 func checkPortFree(host string, port int, what string) error {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	l, err := net.Listen("tcp", addr)
@@ -26,41 +27,37 @@ func checkPortFree(host string, port int, what string) error {
 	return nil
 }
 
-// healthNode is the part of the automanaged /_health answer Start checks.
-type healthNode struct {
-	ID          string `json:"id"`
-	ClusterName string `json:"cluster_name"`
-}
-
-// awaitOwnHealth polls http://addr/_health until it answers with this
-// member's id, proving the health server that peers will poll is ours.
-func awaitOwnHealth(ctx context.Context, addr, wantID string, within time.Duration) error {
+// awaitOwnHealth challenges this node's health endpoint (Host:HealthPort)
+// until it answers as member wantID with a MAC that verifies, proving the
+// endpoint peers will poll is ours and speaks for us.
+func awaitOwnHealth(ctx context.Context, cfg Config, wantID string, within time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	client := &http.Client{Timeout: 500 * time.Millisecond}
-	url := "http://" + addr + "/_health"
+	prober, err := membership.New(membership.Config{
+		HealthHost:  cfg.Host,
+		Key:         membership.DeriveKey(cfg.Cookie),
+		ClusterName: cfg.ClusterName,
+		PollTimeout: 500 * time.Millisecond,
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = prober.Shutdown(false) }()
+	addr := cfg.healthAddress()
 	var last error
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
+		m, err := prober.Probe(ctx, addr)
+		if err == nil && m.ID == wantID {
+			return nil
 		}
-		resp, err := client.Do(req)
 		if err == nil {
-			var hn healthNode
-			err = json.NewDecoder(resp.Body).Decode(&hn)
-			_ = resp.Body.Close()
-			if err == nil && hn.ID == wantID {
-				return nil
-			}
-			if err == nil {
-				err = fmt.Errorf("answered by another member (id %q)", hn.ID)
-			}
+			err = fmt.Errorf("answered by another member (id %q)", m.ID)
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("health endpoint %s: %w", url, last)
+			return fmt.Errorf("health endpoint %s: %w", addr, last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
