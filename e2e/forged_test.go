@@ -18,24 +18,6 @@ import (
 	"github.com/superhero-cluster/superhero/messages"
 )
 
-// count returns how many lines of the processes' output contain every
-// substring.
-func (l *logBuffer) count(subs ...string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-outer:
-	for _, line := range strings.Split(l.b.String(), "\n") {
-		for _, s := range subs {
-			if !strings.Contains(line, s) {
-				continue outer
-			}
-		}
-		n++
-	}
-	return n
-}
-
 // serveFake runs h on addr until the test ends or stop is called.
 func serveFake(t *testing.T, addr string, h http.HandlerFunc) (stop func()) {
 	t.Helper()
