@@ -54,6 +54,11 @@ func (n *Node) exclude(reason string, attrs ...any) {
 // member is first absent from its own list (automanaged learns itself from
 // its first poll), so only an absence after a presence counts.
 func (n *Node) watchSelf(ev *cluster.ClusterTopology) {
+	for _, m := range ev.Left {
+		if m != nil {
+			n.noteBlocked(m.Id)
+		}
+	}
 	present := slices.ContainsFunc(ev.Members, func(m *cluster.Member) bool { return m != nil && n.isSelf(m.Id) })
 	if present {
 		n.selfSeen.Store(true)
@@ -81,6 +86,31 @@ func (n *Node) memberID() string {
 	return n.system.ID
 }
 
+// noteBlocked records member ids this node's library has blocked: every
+// member that left its member list, and the blocked ids peers gossip. It
+// mirrors remote.BlockList, whose IsBlocked reads without its lock.
+func (n *Node) noteBlocked(ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	n.blockedMu.Lock()
+	defer n.blockedMu.Unlock()
+	if n.blocked == nil {
+		n.blocked = make(map[string]struct{})
+	}
+	for _, id := range ids {
+		n.blocked[id] = struct{}{}
+	}
+}
+
+// hasBlocked reports whether this node has blocked the member id.
+func (n *Node) hasBlocked(id string) bool {
+	n.blockedMu.Lock()
+	defer n.blockedMu.Unlock()
+	_, ok := n.blocked[id]
+	return ok
+}
+
 // watchGossip checks the blocked list that peers gossip with the topology.
 func (n *Node) watchGossip(ev *cluster.GossipUpdate) {
 	if ev.Key != "topology" || ev.Value == nil {
@@ -90,6 +120,7 @@ func (n *Node) watchGossip(ev *cluster.GossipUpdate) {
 	if err := ev.Value.UnmarshalTo(&t); err != nil {
 		return
 	}
+	n.noteBlocked(t.Blocked...)
 	if slices.ContainsFunc(t.Blocked, n.isSelf) {
 		n.exclude("a peer gossips this member as blocked", slog.String("peer", ev.MemberID))
 	}
@@ -119,7 +150,7 @@ const memberCheckTimeout = time.Second
 func (n *Node) spawnMemberCheck() error {
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		if id, ok := ctx.Message().(*wrapperspb.StringValue); ok && ctx.Sender() != nil {
-			ctx.Respond(wrapperspb.Bool(n.cluster.Remote.BlockList().IsBlocked(id.GetValue())))
+			ctx.Respond(wrapperspb.Bool(n.hasBlocked(id.GetValue())))
 		}
 	})
 	_, err := n.system.Root.SpawnNamed(props, memberCheckName)

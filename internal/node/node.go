@@ -49,6 +49,9 @@ type Node struct {
 	excludeMu     sync.Mutex
 	excludeReason string
 	selfSeen      atomic.Bool
+	// blocked mirrors the ids the library blocked (see noteBlocked).
+	blockedMu sync.Mutex
+	blocked   map[string]struct{}
 }
 
 // Start starts an actor system, remoting on cfg.Host:cfg.Port, the
