@@ -3,7 +3,6 @@ package chaos_test
 import (
 	"bytes"
 	"cmp"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -209,12 +208,10 @@ func setFinal(fs []chaos.Final, replica, id string, h *chaos.Hero) []chaos.Final
 	return fs
 }
 
-// table renders the report's anomalies for failure messages.
+// table renders the report for failure messages.
 func table(rep chaos.Report) string {
 	var b bytes.Buffer
-	for _, a := range rep.Anomalies {
-		fmt.Fprintln(&b, a)
-	}
+	_ = rep.Table(&b)
 	return b.String()
 }
 
