@@ -144,7 +144,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			// The cluster never takes a dropped member id back: rejoin as
 			// a new member, carrying the replica over.
 			state, err := m.replica.State()
-			m.stop()
+			m.leave()
 			if err != nil {
 				runErr = fmt.Errorf("dropped by the cluster (%s), and the replica could not be carried over: %w", m.node.ExcludedReason(), err)
 				break
@@ -232,13 +232,19 @@ func (j *joiner) join(ctx context.Context) (*membership, error) {
 
 // stop ends the membership: the status probe, the replica actor, the
 // outbox and the node, in that order.
-func (m *membership) stop() {
+func (m *membership) stop() { m.end(m.node.Stop) }
+
+// leave ends a membership the cluster has dropped, without the library's
+// graceful hand-over (see node.Node.Leave).
+func (m *membership) leave() { m.end(m.node.Leave) }
+
+func (m *membership) end(stopNode func() error) {
 	m.stopOnce.Do(func() {
 		m.cancel()
 		m.wg.Wait()
 		m.group.Stop()
 		m.transport.Close()
-		if err := m.node.Stop(); err != nil {
+		if err := stopNode(); err != nil {
 			slog.Warn("stop", "node", messages.DispatchName, "err", err)
 		}
 	})

@@ -137,8 +137,14 @@ func serve(ctx context.Context, cfg node.Config, cc cityactor.Config, base, log 
 	if err != nil {
 		return nil, err
 	}
+	// A dropped member leaves at once: nothing of it is owned any more.
+	dropped := false
 	defer func() {
-		if err := n.Stop(); err != nil {
+		stop := n.Stop
+		if dropped {
+			stop = n.Leave
+		}
+		if err := stop(); err != nil {
 			log.Warn("stop", "err", err)
 		}
 	}()
@@ -159,6 +165,7 @@ func serve(ctx context.Context, cfg node.Config, cc cityactor.Config, base, log 
 		log.Error("city is gone for good", "max_restarts", cityactor.MaxRestarts, "window", cityactor.RestartWindow)
 		return nil, ErrGaveUp
 	case <-n.Excluded():
+		dropped = true
 		state, inc, err := c.Snapshot(n.ActorSystem(), 5*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("dropped by the cluster (%s), and the replica could not be carried over: %w", n.ExcludedReason(), err)

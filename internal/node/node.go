@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -260,12 +261,29 @@ func (n *Node) abortStart() {
 // Config.StopTimeout (ErrStopTimeout). The returned error is informational:
 // the node is stopped either way. Peers notice the departure at their next
 // health poll.
-func (n *Node) Stop() error {
+func (n *Node) Stop() error { return n.stop(true) }
+
+// Leave stops the node without the library's graceful hand-over, which
+// waits 2 s for grain ownership to move: it leaves the discovery service
+// (the etcd key, or the health endpoint), then stops the actor system and
+// remoting at once. It is for a member the cluster has already dropped
+// (see Excluded), which rejoins under a fresh id: nothing of it is still
+// owned by anyone. Like Stop, it is idempotent and never blocks longer than
+// Config.StopTimeout.
+func (n *Node) Leave() error { return n.stop(false) }
+
+func (n *Node) stop(graceful bool) error {
 	n.stopOnce.Do(func() {
 		close(n.stopped)
-		n.log.Info("cluster member stopping")
+		n.log.Info("cluster member stopping", slog.Bool("graceful", graceful))
 		start := time.Now()
-		n.stopErr = n.shutdown(func() { n.cluster.Shutdown(true) })
+		if graceful {
+			n.stopErr = n.shutdown(func() { n.cluster.Shutdown(true) })
+		} else {
+			n.stopErr = errors.Join(
+				n.shutdown(func() { _ = n.provider.Shutdown(true) }),
+				n.shutdown(func() { n.cluster.Shutdown(false) }))
+		}
 		if n.topoSub != nil {
 			n.system.EventStream.Unsubscribe(n.topoSub)
 		}
