@@ -244,7 +244,7 @@ func (e *env) measure(ctx context.Context, name string, sp spec, limit time.Dura
 		mu.Lock()
 		cl = c
 		mu.Unlock()
-		defer c.stop()
+		defer c.Stop()
 		if err := fn(ctx, c, &r); err != nil {
 			r.Err = err.Error()
 		}
@@ -256,7 +256,7 @@ func (e *env) measure(ctx context.Context, name string, sp spec, limit time.Dura
 		r = row{Scenario: name, Protocol: sp.Protocol, Err: fmt.Sprintf("missed the hard deadline of %v", limit)}
 		mu.Lock()
 		if cl != nil {
-			cl.stop()
+			cl.Stop()
 		}
 		mu.Unlock()
 	}
