@@ -127,6 +127,7 @@ func Check(run Run, cfg CheckConfig) Report {
 			}
 		}
 	}
+	staleReads(run.History, finals, add)
 	if len(cfg.Cities) > 0 {
 		ref := finals[cfg.Cities[0]]
 		for _, rep := range replicas {
@@ -145,6 +146,82 @@ func Check(run Run, cfg CheckConfig) Report {
 		}
 	}
 	return Report{Summary: s}
+}
+
+// staleReads flags reads of dispatch that miss what was acknowledged
+// before they began: a list without a hero whose create was acknowledged
+// and which is live on every final replica (so it was never dead), a read
+// answering 404 for such a hero, and a read or list showing a hero with a
+// stamp older than a write to it acknowledged before the read began.
+func staleReads(history []Event, finals map[string]map[string]Hero, add func(kind, hero, format string, args ...any)) {
+	type write struct {
+		at    time.Duration
+		stamp Stamp
+		op    int
+	}
+	invoked := map[int]Event{}
+	created := map[string]time.Duration{}
+	writes := map[string][]write{}
+	for _, e := range history {
+		if e.Outcome == Invoke {
+			invoked[e.Op] = e
+			continue
+		}
+		if e.Outcome != OK {
+			continue
+		}
+		if e.Kind == KindCreate {
+			created[e.Hero] = e.At
+		}
+		if e.Kind == KindCreate || e.Kind == KindAssign {
+			for _, h := range e.Heroes {
+				writes[h.ID] = append(writes[h.ID], write{e.At, h.Stamp, e.Op})
+			}
+		}
+	}
+	liveAtEnd := func(id string) bool {
+		for _, f := range finals {
+			if h, ok := f[id]; !ok || h.Dead {
+				return false
+			}
+		}
+		return len(finals) > 0
+	}
+	for _, e := range history {
+		if e.Outcome != OK || (e.Kind != KindList && e.Kind != KindRead) {
+			continue
+		}
+		start := invoked[e.Op].At
+		got := map[string]Hero{}
+		for _, h := range e.Heroes {
+			got[h.ID] = h
+		}
+		var ids []string
+		if e.Kind == KindRead {
+			ids = []string{e.Hero}
+		} else {
+			for id := range created {
+				ids = append(ids, id)
+			}
+		}
+		for _, id := range ids {
+			at, ok := created[id]
+			h, seen := got[id]
+			if ok && at < start && !seen && liveAtEnd(id) {
+				add("stale_read", id, "%s op %d began at %v without the hero, created (acknowledged) at %v and live at the end (status %d)", e.Kind, e.Op, start, at, e.Status)
+				continue
+			}
+			if !seen || h.Dead {
+				continue
+			}
+			for _, w := range writes[id] {
+				if w.at < start && h.Stamp.Less(w.stamp) {
+					add("stale_read", id, "%s op %d began at %v and shows stamp %v, older than op %d's acknowledged at %v (%v)", e.Kind, e.Op, start, h.Stamp, w.op, w.at, w.stamp)
+					break
+				}
+			}
+		}
+	}
 }
 
 func opStats(history []Event) []OpStats {

@@ -70,7 +70,7 @@ type options struct {
 	rate                              float64
 	out                               string
 	asJSON, net, verbose              bool
-	bin                               string
+	bin, check                        string
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -90,6 +90,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.asJSON, "json", false, "print the checker's JSON summary instead of its table")
 	fs.BoolVar(&o.net, "net", false, "run in the network lab with partitions and packet loss (not yet)")
 	fs.BoolVar(&o.verbose, "v", false, "copy the nodes' output to stderr")
+	fs.StringVar(&o.check, "check", "", "check the run saved in this -out directory again, without running anything")
 	fs.StringVar(&o.bin, "bin", "", "where to build the node binaries (default: a cache folder of this checkout)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -120,6 +121,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if o.check != "" {
+		result, err := load(o.check)
+		if err != nil {
+			return err
+		}
+		return output(stdout, o, result, localcluster.DefaultCities)
+	}
 	log.Info("chaos", "seed", o.seed, "duration", o.duration, "heal", o.heal, "clients", o.clients, "ws_clients", o.wsClients, "rate", o.rate)
 
 	bin, err := build(ctx, o.bin, log)
@@ -145,19 +153,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	report := chaos.Check(result, chaos.CheckConfig{Cities: c.Spec().Cities})
 	if o.out != "" {
-		if err := save(o.out, result, report); err != nil {
+		if err := save(o.out, result); err != nil {
 			return err
 		}
 		log.Info("saved", "dir", o.out)
 	}
+	return output(stdout, o, result, c.Spec().Cities)
+}
+
+// output checks the run and prints the checker's table or JSON summary;
+// with -out it saves the summary and the latency picture too.
+func output(stdout io.Writer, o options, result chaos.Run, cities []string) error {
+	report := chaos.Check(result, chaos.CheckConfig{Cities: cities})
+	if dir := o.out; dir != "" {
+		b, err := json.MarshalIndent(report.Summary, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "summary.json"), b, 0o644); err != nil {
+			return err
+		}
+		if err := chaos.Plot(result, filepath.Join(dir, "latency.svg")); err != nil {
+			return err
+		}
+	}
+	var err error
 	if o.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(report.Summary)
 	} else {
-		fmt.Fprintf(stdout, "chaos soak: seed %d, %v, %d clients (%d WebSocket), %.0f ops/s target\n", o.seed, o.duration, o.clients, o.wsClients, o.rate)
+		if o.check != "" {
+			fmt.Fprintf(stdout, "chaos soak: seed %d, checked again from %s\n", result.Seed, o.check)
+		} else {
+			fmt.Fprintf(stdout, "chaos soak: seed %d, %v, %d clients (%d WebSocket), %.0f ops/s target\n", result.Seed, o.duration, o.clients, o.wsClients, o.rate)
+		}
 		err = report.Table(stdout)
 	}
 	if err != nil {
@@ -357,8 +388,8 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// save writes the history, the run and the latency picture into dir.
-func save(dir string, run chaos.Run, report chaos.Report) error {
+// save writes the history and the run into dir.
+func save(dir string, run chaos.Run) error {
 	f, err := os.Create(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
 		return err
@@ -374,17 +405,26 @@ func save(dir string, run chaos.Run, report chaos.Report) error {
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "run.json"), b, 0o644); err != nil {
-		return err
-	}
-	b, err = json.MarshalIndent(report.Summary, "", "  ")
+	return os.WriteFile(filepath.Join(dir, "run.json"), b, 0o644)
+}
+
+// load reads a run saved by save.
+func load(dir string) (chaos.Run, error) {
+	var run chaos.Run
+	b, err := os.ReadFile(filepath.Join(dir, "run.json"))
 	if err != nil {
-		return err
+		return run, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "summary.json"), b, 0o644); err != nil {
-		return err
+	if err := json.Unmarshal(b, &run); err != nil {
+		return run, fmt.Errorf("%s: %w", dir, err)
 	}
-	return chaos.Plot(run, filepath.Join(dir, "latency.svg"))
+	f, err := os.Open(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		return run, err
+	}
+	defer f.Close()
+	run.History, err = chaos.ReadHistory(f)
+	return run, err
 }
 
 func firstSteps(steps []step, n int) string {

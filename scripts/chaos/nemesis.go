@@ -185,9 +185,17 @@ func (n *nemesis) run(ctx context.Context, steps []step, until time.Duration) {
 func (n *nemesis) inject(ctx context.Context, f plannedFault) {
 	i := n.begin(chaos.Fault{Kind: f.Kind, Targets: []string{f.Target}, Start: n.now()})
 	n.log.Info("fault", "fault", f.String())
+	var healed time.Duration
 	err := n.apply(ctx, f)
 	if err == nil {
-		err = n.awaitHealed(ctx, f.Target)
+		// A thawed node may find out only after a while (its membership
+		// check runs every second) that the others dropped it, and then
+		// rejoins: it has healed once it has kept answering for longer.
+		var stable time.Duration
+		if f.Kind == faultSigstop {
+			stable = 1500 * time.Millisecond
+		}
+		healed, err = n.awaitHealed(ctx, f.Target, stable)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -199,9 +207,8 @@ func (n *nemesis) inject(ctx context.Context, f plannedFault) {
 		n.end(i, 0)
 		return
 	}
-	end := n.now()
-	n.log.Info("healed", "fault", f.String(), "took", (end - n.faultStart(i)).Round(time.Millisecond))
-	n.end(i, end)
+	n.log.Info("healed", "fault", f.String(), "took", (healed - n.faultStart(i)).Round(time.Millisecond))
+	n.end(i, healed)
 }
 
 // apply injects f and, for a fault with a duration, lifts it again.
@@ -249,19 +256,28 @@ func (n *nemesis) apply(ctx context.Context, f plannedFault) error {
 	return fmt.Errorf("unknown fault kind %q", f.Kind)
 }
 
-// awaitHealed polls until the node answers, within healWithin.
-func (n *nemesis) awaitHealed(ctx context.Context, node string) error {
+// awaitHealed polls until the node answers and has kept answering for
+// stable, within healWithin. The fault heals when it first answered in
+// that unbroken run.
+func (n *nemesis) awaitHealed(ctx context.Context, node string, stable time.Duration) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.healWithin)
 	defer cancel()
 	var last error
+	var since time.Duration // when the current run of answers began; 0: none
 	err := localcluster.Poll(ctx, 50*time.Millisecond, func() (bool, error) {
-		last = n.target.Answering(ctx, node)
-		return last == nil, nil
+		if last = n.target.Answering(ctx, node); last != nil {
+			since = 0
+			return false, nil
+		}
+		if since == 0 {
+			since = n.now()
+		}
+		return n.now()-since >= stable, nil
 	})
 	if err != nil && last != nil {
-		return fmt.Errorf("%w (last: %v)", err, last)
+		return 0, fmt.Errorf("%w (last: %v)", err, last)
 	}
-	return err
+	return since, err
 }
 
 func (n *nemesis) begin(f chaos.Fault) int {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"syscall"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/internal/localcluster"
 	"github.com/superhero-cluster/superhero/messages"
@@ -54,14 +57,21 @@ func (t *localTarget) Exited(node string) <-chan struct{} { return t.c.Proc(node
 
 // Answering: a city is back when this process's member sees it in the
 // topology and gets its digest, and dispatch (if it answers at all) shows
-// it up. Dispatch is back when it is ready and shows up every city the
-// member sees: after a freeze it keeps answering from its old membership
-// until the cluster drops it and it rejoins, and only then reaches the
-// cities again.
+// it up. Dispatch is back when the member sees it in the topology, it is
+// ready, its replica actor answers (a lookup of an id never used answers
+// 404, not 503) and it shows up every city the member sees. A node
+// dropped while frozen is out of the member's topology until it rejoins
+// under a fresh member id.
 func (t *localTarget) Answering(ctx context.Context, node string) error {
 	if node == dispatchName {
+		if !t.c.Member().HasKind(messages.DispatchKind) {
+			return errors.New("dispatch not in the topology")
+		}
 		if err := t.get(ctx, "/readyz", nil); err != nil {
 			return err
+		}
+		if status, err := t.c.Call(ctx, http.MethodGet, "/api/superheroes/"+uuid.Nil.String(), nil, nil); status != http.StatusNotFound {
+			return fmt.Errorf("dispatch's replica: %d %v", status, err)
 		}
 		var st localcluster.Status
 		if err := t.get(ctx, "/api/cluster", &st); err != nil {
