@@ -21,10 +21,15 @@ import (
 	"time"
 )
 
-// CheckConfig configures Check.
+// CheckConfig configures Check (the fields the soak sets, as on branch
+// chaoscheck).
 type CheckConfig struct {
-	// Cities are the city replicas among the finals.
-	Cities []string
+	// ConvergeBound is how long after the last heal the replicas may take
+	// to be seen equal.
+	ConvergeBound time.Duration
+	// Replicas are the replicas that must each have a Final, dispatch and
+	// the cities.
+	Replicas []string
 }
 
 // Anomaly is one thing the history shows went wrong.
@@ -60,11 +65,14 @@ type Summary struct {
 
 // Report is what Check found.
 type Report struct {
-	Summary Summary
+	s Summary
 }
 
+// Summary reduces the report for JSON.
+func (r Report) Summary() Summary { return r.s }
+
 // OK reports whether there is no anomaly.
-func (r Report) OK() bool { return len(r.Summary.Anomalies) == 0 }
+func (r Report) OK() bool { return len(r.s.Anomalies) == 0 }
 
 // Check checks a run.
 func Check(run Run, cfg CheckConfig) Report {
@@ -84,8 +92,14 @@ func Check(run Run, cfg CheckConfig) Report {
 		s.Anomalies = append(s.Anomalies, Anomaly{Kind: kind, Hero: hero, Detail: fmt.Sprintf(format, args...)})
 		s.AnomalyKind[kind]++
 	}
-	if run.Converged == 0 {
-		add("not_converged", "", "replicas never seen equal after the last heal")
+	if run.Converged == 0 || run.Converged-run.LastHeal > cfg.ConvergeBound {
+		add("never_converged", "", "replicas not seen equal within %v after the last heal", cfg.ConvergeBound)
+	}
+	var cities []string
+	for _, r := range cfg.Replicas {
+		if r != "dispatch" {
+			cities = append(cities, r)
+		}
 	}
 	finals := map[string]map[string]Hero{}
 	for _, f := range run.Finals {
@@ -128,24 +142,24 @@ func Check(run Run, cfg CheckConfig) Report {
 		}
 	}
 	staleReads(run.History, finals, add)
-	if len(cfg.Cities) > 0 {
-		ref := finals[cfg.Cities[0]]
+	if len(cities) > 0 {
+		ref := finals[cities[0]]
 		for _, rep := range replicas {
 			for id, a := range ref {
 				b, ok := finals[rep][id]
 				same := ok && (a == b || (rep == "dispatch" && a.Dead && b.Dead && b.Stamp.IsZero()))
 				if !same {
-					add("diverged", id, "%s %+v, %s %+v (present %v)", cfg.Cities[0], a, rep, b, ok)
+					add("diverged", id, "%s %+v, %s %+v (present %v)", cities[0], a, rep, b, ok)
 				}
 			}
 			for id := range finals[rep] {
 				if _, ok := ref[id]; !ok {
-					add("diverged", id, "absent from %s, on %s", cfg.Cities[0], rep)
+					add("diverged", id, "absent from %s, on %s", cities[0], rep)
 				}
 			}
 		}
 	}
-	return Report{Summary: s}
+	return Report{s: s}
 }
 
 // staleReads flags reads of dispatch that miss what was acknowledged
@@ -269,7 +283,7 @@ func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 
 // Table writes the report for people.
 func (r Report) Table(w io.Writer) error {
-	s := r.Summary
+	s := r.s
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "op\tok\tfail\tunknown\tp50_ms\tp99_ms\tmax_ms")
 	for _, o := range s.Ops {

@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return output(stdout, o, result, localcluster.DefaultCities)
+		return output(stdout, o, result, append([]string{dispatchName}, localcluster.DefaultCities...))
 	}
 	log.Info("chaos", "seed", o.seed, "duration", o.duration, "heal", o.heal, "clients", o.clients, "ws_clients", o.wsClients, "rate", o.rate)
 
@@ -159,15 +159,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		log.Info("saved", "dir", o.out)
 	}
-	return output(stdout, o, result, c.Spec().Cities)
+	return output(stdout, o, result, append([]string{dispatchName}, c.Spec().Cities...))
 }
 
 // output checks the run and prints the checker's table or JSON summary;
-// with -out it saves the summary and the latency picture too.
-func output(stdout io.Writer, o options, result chaos.Run, cities []string) error {
-	report := chaos.Check(result, chaos.CheckConfig{Cities: cities})
+// with -out it saves the summary and the latency picture too. The
+// replicas are dispatch and the cities; they must converge within the
+// heal period.
+func output(stdout io.Writer, o options, result chaos.Run, replicas []string) error {
+	report := chaos.Check(result, chaos.CheckConfig{Replicas: replicas, ConvergeBound: o.heal})
 	if dir := o.out; dir != "" {
-		b, err := json.MarshalIndent(report.Summary, "", "  ")
+		b, err := json.MarshalIndent(report.Summary(), "", "  ")
 		if err != nil {
 			return err
 		}
@@ -182,7 +184,7 @@ func output(stdout io.Writer, o options, result chaos.Run, cities []string) erro
 	if o.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		err = enc.Encode(report.Summary)
+		err = enc.Encode(report.Summary())
 	} else {
 		if o.check != "" {
 			fmt.Fprintf(stdout, "chaos soak: seed %d, checked again from %s\n", result.Seed, o.check)
