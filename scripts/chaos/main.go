@@ -236,8 +236,17 @@ func soak(ctx context.Context, o options, c *localcluster.Cluster, log *slog.Log
 		pg.Wait()
 	}()
 
-	// After the last fault: how long until every replica is equal.
+	// Every replica is compared all through the run; after the last
+	// fault, the first time they were equal is the convergence.
 	obs := newObserver(c)
+	var cv convergence
+	cctx, stopWatching := context.WithCancel(ctx)
+	var watcher sync.WaitGroup
+	watcher.Go(func() { cv.watch(cctx, obs, cities, now, 200*time.Millisecond) })
+	defer func() {
+		stopWatching()
+		watcher.Wait()
+	}()
 	var lastHeal, converged time.Duration
 	select {
 	case <-nemDone:
@@ -248,16 +257,22 @@ func soak(ctx context.Context, o options, c *localcluster.Cluster, log *slog.Log
 		lastHeal = max(lastHeal, f.End)
 	}
 	if ctx.Err() == nil {
-		cctx, cancel := context.WithTimeout(ctx, o.heal+5*time.Second)
-		at, diffs, err := obs.awaitConverged(cctx, cities, now)
+		bctx, cancel := context.WithTimeout(ctx, o.heal+5*time.Second)
+		var diffs []string
+		err := localcluster.Poll(bctx, 100*time.Millisecond, func() (bool, error) {
+			at, d, ok := cv.since(lastHeal)
+			converged, diffs = at, d
+			return ok, nil
+		})
 		cancel()
 		if err == nil {
-			converged = at
-			log.Info("converged", "after_last_heal", (at - lastHeal).Round(time.Millisecond))
+			log.Info("converged", "after_last_heal", (converged - lastHeal).Round(time.Millisecond))
 		} else if ctx.Err() == nil {
 			log.Error("not converged", "after_last_heal", (now() - lastHeal).Round(time.Millisecond), "differences", len(diffs), "first", firstOf(diffs, 5))
 		}
 	}
+	stopWatching()
+	watcher.Wait()
 	wg.Wait()
 	rec.CloseOpen()
 	if err := ctx.Err(); err != nil {

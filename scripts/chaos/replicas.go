@@ -249,40 +249,68 @@ func describe(h chaos.Hero) string {
 	return fmt.Sprintf("%s/%d/patrol=%v@%d.%d.%s", h.Location, h.Health, h.Patrolling, h.Stamp.Wall, h.Stamp.Logical, h.Stamp.Node)
 }
 
-// awaitConverged polls every replica until they are equal, and returns
-// when they first were (as an offset by now), or an error when they were
-// not by ctx's end. Dispatch must also say every city is up and in sync.
-func (o *observer) awaitConverged(ctx context.Context, cities []string, now func() time.Duration) (time.Duration, []string, error) {
-	var at time.Duration
-	var last []string
-	err := localcluster.Poll(ctx, 100*time.Millisecond, func() (bool, error) {
-		var st localcluster.Status
-		if _, err := o.get(ctx, "/api/cluster", &st); err != nil {
-			last = []string{"dispatch: " + err.Error()}
-			return false, nil
+// equalNow reads every replica and returns how they differ (empty:
+// equal). Dispatch must also say every city is up, in sync and itself
+// ready.
+func (o *observer) equalNow(ctx context.Context, cities []string) []string {
+	var st localcluster.Status
+	if _, err := o.get(ctx, "/api/cluster", &st); err != nil {
+		return []string{"dispatch: " + err.Error()}
+	}
+	for _, city := range cities {
+		if !st.Up(city) {
+			return []string{"dispatch shows " + city + " down"}
 		}
-		for _, city := range cities {
-			if !st.Up(city) {
-				last = []string{"dispatch shows " + city + " down"}
-				return false, nil
-			}
+	}
+	if !st.InSync || !st.Ready {
+		return []string{fmt.Sprintf("dispatch: in_sync=%v ready=%v", st.InSync, st.Ready)}
+	}
+	reps, err := o.snapshot(ctx, cities)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	return differences(reps, cities, false)
+}
+
+// convergence compares every replica all through the run, so that the
+// time they were first equal after the last heal is known even when the
+// heal itself is known only later (a thawed node must keep answering for
+// a while to count as healed).
+type convergence struct {
+	mu    sync.Mutex
+	equal []time.Duration // when the replicas were seen equal
+	last  []string        // the differences of the latest comparison
+}
+
+// watch compares the replicas every interval until ctx ends.
+func (cv *convergence) watch(ctx context.Context, o *observer, cities []string, now func() time.Duration, every time.Duration) {
+	_ = localcluster.Poll(ctx, every, func() (bool, error) {
+		diffs := o.equalNow(ctx, cities)
+		at := now()
+		cv.mu.Lock()
+		defer cv.mu.Unlock()
+		if ctx.Err() != nil {
+			return true, nil
 		}
-		if !st.InSync || !st.Ready {
-			last = []string{fmt.Sprintf("dispatch: in_sync=%v ready=%v", st.InSync, st.Ready)}
-			return false, nil
+		cv.last = diffs
+		if len(diffs) == 0 {
+			cv.equal = append(cv.equal, at)
 		}
-		reps, err := o.snapshot(ctx, cities)
-		if err != nil {
-			last = []string{err.Error()}
-			return false, nil
-		}
-		if last = differences(reps, cities, false); len(last) > 0 {
-			return false, nil
-		}
-		at = now()
-		return true, nil
+		return false, nil
 	})
-	return at, last, err
+}
+
+// since returns the first time at or after t the replicas were seen
+// equal, and the latest differences when they have not been.
+func (cv *convergence) since(t time.Duration) (time.Duration, []string, bool) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	for _, at := range cv.equal {
+		if at >= t {
+			return at, nil, true
+		}
+	}
+	return 0, cv.last, false
 }
 
 // finals reads every replica whole, once the workload has stopped: up to
