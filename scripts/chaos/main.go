@@ -332,7 +332,7 @@ func reportProgress(ctx context.Context, done <-chan struct{}, every time.Durati
 // of this checkout (so worktrees do not share binaries); the go command
 // rebuilds only what changed.
 func build(ctx context.Context, dir string, log *slog.Logger) (string, error) {
-	root, err := moduleRoot()
+	root, err := proc.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -352,24 +352,6 @@ func build(ctx context.Context, dir string, log *slog.Logger) (string, error) {
 	}
 	log.Info("built node binaries", "dir", dir, "took", time.Since(start).Round(time.Millisecond))
 	return dir, nil
-}
-
-// moduleRoot finds the directory of go.mod from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory; run from the module")
-		}
-		dir = parent
-	}
 }
 
 // nodeOutput is where the nodes' log lines go: DIR/nodes.log with -out,
