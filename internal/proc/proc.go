@@ -36,6 +36,25 @@ func Build(ctx context.Context, root, dir string, extra ...string) error {
 	return nil
 }
 
+// ModuleRoot finds the module's root, the directory of go.mod, from the
+// working directory up; the scripts build the node binaries from there.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("proc: no go.mod above the working directory; run from the module")
+		}
+		dir = parent
+	}
+}
+
 // Proc is one node process whose output lines are copied to a writer with
 // a name prefix.
 type Proc struct {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/superhero-cluster/superhero/internal/localcluster"
 	"github.com/superhero-cluster/superhero/messages"
 )
 
@@ -241,18 +242,18 @@ func TestWriteJSON(t *testing.T) {
 }
 
 func TestFeedCountsOnlyNewCityWrites(t *testing.T) {
-	f := &feed{cities: map[string]bool{"gotham": true}, prev: map[string]apiHero{}}
+	f := &feed{cities: map[string]bool{"gotham": true}, prev: map[string]localcluster.APIHero{}}
 	wrote := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	at := wrote.Format(time.RFC3339Nano)
 	recv := wrote.Add(7 * time.Millisecond)
-	patrol := apiHero{ID: "a", Location: "gotham", Patrolling: true, Health: 90, UpdatedAt: at, UpdatedBy: "gotham"}
+	patrol := localcluster.APIHero{ID: "a", Location: "gotham", Patrolling: true, Health: 90, UpdatedAt: at, UpdatedBy: "gotham"}
 
 	// A snapshot and frames before recording only set the view.
-	if err := f.take("snapshot", []apiHero{{ID: "a", Location: "gotham", Health: 90, UpdatedAt: at, UpdatedBy: "gotham"}}, recv); err != nil {
+	if err := f.take("snapshot", []localcluster.APIHero{{ID: "a", Location: "gotham", Health: 90, UpdatedAt: at, UpdatedBy: "gotham"}}, recv); err != nil {
 		t.Fatal(err)
 	}
 	f.record(true)
-	frames := [][]apiHero{
+	frames := [][]localcluster.APIHero{
 		{patrol}, // a city's write: counted
 		{patrol}, // the same entry again: not a new write
 		{{ID: "b", Location: "home", UpdatedAt: at, UpdatedBy: messages.DispatchName}}, // dispatch's
@@ -271,24 +272,8 @@ func TestFeedCountsOnlyNewCityWrites(t *testing.T) {
 	if len(lat) != 2 || lat[0] != 7*time.Millisecond || lat[1] != 7*time.Millisecond {
 		t.Fatalf("latencies %v, want two of 7ms", lat)
 	}
-	if err := f.take("delta", []apiHero{{ID: "e", Location: "gotham", UpdatedAt: "yesterday"}}, recv); err == nil {
+	if err := f.take("delta", []localcluster.APIHero{{ID: "e", Location: "gotham", UpdatedAt: "yesterday"}}, recv); err == nil {
 		t.Fatal("a bad updated_at was accepted")
-	}
-}
-
-func TestConverged(t *testing.T) {
-	cities := []string{"a", "b"}
-	if fp, ok := converged(map[string]replicaInfo{"a": {Fingerprint: 9}, "b": {Fingerprint: 9}}, cities); !ok || fp != 9 {
-		t.Fatalf("equal replicas: %v %v", fp, ok)
-	}
-	if _, ok := converged(map[string]replicaInfo{"a": {Fingerprint: 9}, "b": {Fingerprint: 8}}, cities); ok {
-		t.Fatal("different replicas converged")
-	}
-	if _, ok := converged(map[string]replicaInfo{"a": {Fingerprint: 9}}, cities); ok {
-		t.Fatal("a city that did not answer counts as converged")
-	}
-	if _, ok := converged(nil, nil); ok {
-		t.Fatal("no cities converged")
 	}
 }
 

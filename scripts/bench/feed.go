@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/superhero-cluster/superhero/internal/localcluster"
 )
 
 // feed reads dispatch's WebSocket and, while recording, the latency of
@@ -21,20 +23,20 @@ type feed struct {
 
 	mu        sync.Mutex
 	recording bool
-	prev      map[string]apiHero
+	prev      map[string]localcluster.APIHero
 	lat       []time.Duration
 	frames    int
 	err       error
 }
 
 func dialFeed(ctx context.Context, c *cluster) (*feed, error) {
-	conn, _, err := websocket.Dial(ctx, "ws://"+c.httpAddr+"/ws", nil)
+	conn, _, err := websocket.Dial(ctx, "ws://"+c.HTTPAddr()+"/ws", nil)
 	if err != nil {
 		return nil, fmt.Errorf("websocket: %w", err)
 	}
 	conn.SetReadLimit(64 << 20)
 	rctx, cancel := context.WithCancel(ctx)
-	f := &feed{conn: conn, cancel: cancel, done: make(chan struct{}), cities: map[string]bool{}, prev: map[string]apiHero{}}
+	f := &feed{conn: conn, cancel: cancel, done: make(chan struct{}), cities: map[string]bool{}, prev: map[string]localcluster.APIHero{}}
 	for _, city := range c.spec.Cities {
 		f.cities[city] = true
 	}
@@ -54,8 +56,8 @@ func (f *feed) read(ctx context.Context) {
 			return
 		}
 		var fr struct {
-			Type   string    `json:"type"`
-			Heroes []apiHero `json:"heroes"`
+			Type   string                 `json:"type"`
+			Heroes []localcluster.APIHero `json:"heroes"`
 		}
 		if err := json.Unmarshal(b, &fr); err != nil {
 			f.fail(fmt.Errorf("bad frame: %w", err))
@@ -69,7 +71,7 @@ func (f *feed) read(ctx context.Context) {
 }
 
 // take folds one frame's heroes into the view and records city writes.
-func (f *feed) take(kind string, heroes []apiHero, recv time.Time) error {
+func (f *feed) take(kind string, heroes []localcluster.APIHero, recv time.Time) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	record := f.recording && kind == "delta"
@@ -94,7 +96,7 @@ func (f *feed) take(kind string, heroes []apiHero, recv time.Time) error {
 // cityWrite reports whether h is a new write by a city: updated_by names
 // a city or, on a wire without updated_by, h is in a city and differs from
 // the previous entry seen.
-func (f *feed) cityWrite(h, prev apiHero, seen bool) bool {
+func (f *feed) cityWrite(h, prev localcluster.APIHero, seen bool) bool {
 	if seen && h == prev {
 		return false
 	}

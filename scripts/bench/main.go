@@ -14,14 +14,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -133,7 +131,7 @@ func selectScenarios(list string) ([]string, error) {
 
 // build compiles the node binaries into a new temporary directory.
 func build(ctx context.Context, log *slog.Logger) (string, error) {
-	root, err := moduleRoot()
+	root, err := proc.ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -151,24 +149,6 @@ func build(ctx context.Context, log *slog.Logger) (string, error) {
 	}
 	log.Info("built", "took", time.Since(start).Round(time.Millisecond))
 	return dir, nil
-}
-
-// moduleRoot finds the directory of go.mod from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory; run from the module")
-		}
-		dir = parent
-	}
 }
 
 // env is what every scenario shares.
@@ -244,7 +224,7 @@ func (e *env) measure(ctx context.Context, name string, sp spec, limit time.Dura
 		mu.Lock()
 		cl = c
 		mu.Unlock()
-		defer c.stop()
+		defer c.Stop()
 		if err := fn(ctx, c, &r); err != nil {
 			r.Err = err.Error()
 		}
@@ -256,7 +236,7 @@ func (e *env) measure(ctx context.Context, name string, sp spec, limit time.Dura
 		r = row{Scenario: name, Protocol: sp.Protocol, Err: fmt.Sprintf("missed the hard deadline of %v", limit)}
 		mu.Lock()
 		if cl != nil {
-			cl.stop()
+			cl.Stop()
 		}
 		mu.Unlock()
 	}

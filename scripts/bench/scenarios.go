@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/superhero-cluster/superhero/internal/localcluster"
 )
 
 // writeToAll: a create through the API until every city replica holds it,
@@ -114,7 +116,7 @@ type written struct {
 // every interval until all hold it. Both times count from the request.
 func writeEverywhere(ctx context.Context, c *cluster, i int, every time.Duration) (written, error) {
 	start := time.Now()
-	h, err := c.create(ctx, fmt.Sprintf("Bench %d", i))
+	h, err := c.Create(ctx, fmt.Sprintf("Bench %d", i))
 	if err != nil {
 		return written{}, err
 	}
@@ -123,7 +125,7 @@ func writeEverywhere(ctx context.Context, c *cluster, i int, every time.Duration
 	errs := make([]error, len(c.spec.Cities))
 	var wg sync.WaitGroup
 	for j, city := range c.spec.Cities {
-		wg.Go(func() { seen[j], errs[j] = c.awaitHolds(ctx, city, h.ID, every) })
+		wg.Go(func() { seen[j], errs[j] = c.AwaitHolds(ctx, city, h.ID, every) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -150,12 +152,12 @@ func cityChangeToPage(ctx context.Context, e *env) []row {
 			defer feed.close()
 			heroes := e.pick(60, 30)
 			for i := range heroes {
-				h, err := c.create(ctx, fmt.Sprintf("Bench %d", i))
+				h, err := c.Create(ctx, fmt.Sprintf("Bench %d", i))
 				if err != nil {
 					return err
 				}
 				city := c.spec.Cities[i%len(c.spec.Cities)]
-				if _, err := c.call(ctx, http.MethodPut, "/api/superheroes/"+h.ID+"/location", map[string]string{"location": city}, nil); err != nil {
+				if _, err := c.Call(ctx, http.MethodPut, "/api/superheroes/"+h.ID+"/location", map[string]string{"location": city}, nil); err != nil {
 					return err
 				}
 			}
@@ -210,17 +212,17 @@ func bombRefill(ctx context.Context, e *env) []row {
 			var lat []time.Duration
 			for i := range rounds {
 				city := c.spec.Cities[i%len(c.spec.Cities)]
-				before, err := c.digest(ctx, city, time.Second)
+				before, err := c.Digest(ctx, city, time.Second)
 				if err != nil {
 					return err
 				}
-				if _, err := c.call(ctx, http.MethodPost, "/api/bomb", map[string]string{"city": city}, nil); err != nil {
+				if _, err := c.Call(ctx, http.MethodPost, "/api/bomb", map[string]string{"city": city}, nil); err != nil {
 					return err
 				}
 				bombed := time.Now()
 				rctx, cancel := context.WithTimeout(ctx, bound)
 				// Only the restarted incarnation counts, never the old replica.
-				_, matched, err := c.awaitReplica(rctx, city, 2*time.Millisecond, func(info replicaInfo) (bool, error) {
+				_, matched, err := c.AwaitReplica(rctx, city, 2*time.Millisecond, func(info localcluster.ReplicaInfo) (bool, error) {
 					return info.Incarnation != before.Incarnation && info.Fingerprint == fp, nil
 				})
 				cancel()
@@ -242,12 +244,12 @@ func bombRefill(ctx context.Context, e *env) []row {
 // fill puts n new heroes straight into every city and returns the common
 // fingerprint.
 func fill(ctx context.Context, c *cluster, n int) (uint64, error) {
-	if err := c.inject(ctx, c.spec.Cities, newHeroes(n), 10_000); err != nil {
+	if err := c.Inject(ctx, c.spec.Cities, newHeroes(n), 10_000); err != nil {
 		return 0, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	fp, err := c.awaitConverged(wctx, c.spec.Cities, 10*time.Millisecond)
+	fp, err := c.AwaitConverged(wctx, c.spec.Cities, 10*time.Millisecond)
 	if err != nil {
 		return 0, fmt.Errorf("cities not equal after filling them: %w", err)
 	}
@@ -273,11 +275,11 @@ func killRestart(ctx context.Context, e *env) []row {
 			}
 			const city = "gotham"
 			killed := time.Now()
-			c.proc(city).Kill() // SIGKILL, then wait for the exit
+			c.Proc(city).Kill() // SIGKILL, then wait for the exit
 			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err = poll(dctx, 10*time.Millisecond, func() (bool, error) {
-				st, err := c.status(dctx)
-				return err == nil && len(st.Cities) > 0 && !st.up(city), nil
+			err = localcluster.Poll(dctx, 10*time.Millisecond, func() (bool, error) {
+				st, err := c.Status(dctx)
+				return err == nil && len(st.Cities) > 0 && !st.Up(city), nil
 			})
 			cancel()
 			if err != nil {
@@ -286,11 +288,11 @@ func killRestart(ctx context.Context, e *env) []row {
 			r.set("down_ms", ms(time.Since(killed)))
 
 			restarted := time.Now()
-			if err := c.restart(city); err != nil {
+			if err := c.Restart(city); err != nil {
 				return err
 			}
 			cctx, cancel := context.WithTimeout(ctx, bound)
-			answered, matched, err := c.awaitReplica(cctx, city, 5*time.Millisecond, hasFingerprint(fp))
+			answered, matched, err := c.AwaitReplica(cctx, city, 5*time.Millisecond, localcluster.HasFingerprint(fp))
 			cancel()
 			if !answered.IsZero() {
 				r.set("up_ms", ms(answered.Sub(restarted)))
@@ -313,7 +315,7 @@ func limit(ctx context.Context, e *env) []row {
 		n := e.pick(1000, 200)
 		probe := func(i int) (time.Duration, error) {
 			start := time.Now()
-			_, err := c.holds(ctx, c.spec.Cities[i%len(c.spec.Cities)], uuid.NewString())
+			_, err := c.Holds(ctx, c.spec.Cities[i%len(c.spec.Cities)], uuid.NewString())
 			return time.Since(start), err
 		}
 		for i := range 30 { // warm connections and grain lookups
@@ -359,7 +361,7 @@ func throughput(ctx context.Context, e *env) []row {
 				bad := 0
 				for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
 					t := time.Now()
-					h, err := c.create(ctx, fmt.Sprintf("Load %d-%d", w, i))
+					h, err := c.Create(ctx, fmt.Sprintf("Load %d-%d", w, i))
 					if err != nil {
 						bad++
 						continue
@@ -400,9 +402,9 @@ func throughput(ctx context.Context, e *env) []row {
 		// heroes with equal replicas, then check every id in every city.
 		waited := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, e.pickDur(20*time.Second, 10*time.Second))
-		err := poll(cctx, 100*time.Millisecond, func() (bool, error) {
-			infos, _ := c.digests(cctx, c.spec.Cities)
-			_, equal := converged(infos, c.spec.Cities)
+		err := localcluster.Poll(cctx, 100*time.Millisecond, func() (bool, error) {
+			infos, _ := c.Digests(cctx, c.spec.Cities)
+			_, equal := localcluster.Converged(infos, c.spec.Cities)
 			for _, info := range infos {
 				equal = equal && info.Heroes >= len(ids)
 			}
@@ -414,15 +416,15 @@ func throughput(ctx context.Context, e *env) []row {
 		} else {
 			r.note("replicas not equal within the wait")
 		}
-		infos, err := c.digests(ctx, c.spec.Cities)
+		infos, err := c.Digests(ctx, c.spec.Cities)
 		if err != nil {
 			return err
 		}
-		_, equal := converged(infos, c.spec.Cities)
+		_, equal := localcluster.Converged(infos, c.spec.Cities)
 		r.set("replicas_equal", b2f(equal))
 		missing := map[string]bool{}
 		for _, city := range c.spec.Cities {
-			hs, err := c.entries(ctx, city)
+			hs, err := c.Entries(ctx, city)
 			if err != nil {
 				return err
 			}
@@ -456,11 +458,11 @@ func scale(ctx context.Context, e *env) []row {
 		r.N = n
 		heroes := newHeroes(n)
 		start := time.Now()
-		if err := c.inject(ctx, cities[:1], heroes, 10_000); err != nil {
+		if err := c.Inject(ctx, cities[:1], heroes, 10_000); err != nil {
 			return err
 		}
 		c.log.Info("injected", "heroes", n, "city", cities[0], "took", time.Since(start).Round(time.Millisecond))
-		want, err := c.digest(ctx, cities[0], 5*time.Second)
+		want, err := c.Digest(ctx, cities[0], 5*time.Second)
 		if err != nil {
 			return err
 		}
@@ -469,8 +471,8 @@ func scale(ctx context.Context, e *env) []row {
 		sctx, cancel := context.WithTimeout(ctx, e.pickDur(40*time.Second, 12*time.Second))
 		p := progress{log: c.log}
 		st := stall{d: 8 * time.Second}
-		err = poll(sctx, 100*time.Millisecond, func() (bool, error) {
-			infos, _ := c.digests(sctx, cities)
+		err = localcluster.Poll(sctx, 100*time.Millisecond, func() (bool, error) {
+			infos, _ := c.Digests(sctx, cities)
 			done, total := 0, 0
 			for _, info := range infos {
 				total += info.Heroes
@@ -487,10 +489,10 @@ func scale(ctx context.Context, e *env) []row {
 		} else if ctx.Err() == nil {
 			c.log.Warn("not spread; injecting into the other cities directly", "err", err)
 			r.note("heroes not spread to every city (%v); injected into the rest directly", err)
-			if err := c.inject(ctx, cities[1:], heroes, 10_000); err != nil {
+			if err := c.Inject(ctx, cities[1:], heroes, 10_000); err != nil {
 				return err
 			}
-			if _, err := c.awaitConverged(ctx, cities, 100*time.Millisecond); err != nil {
+			if _, err := c.AwaitConverged(ctx, cities, 100*time.Millisecond); err != nil {
 				return err
 			}
 		}
@@ -501,12 +503,12 @@ func scale(ctx context.Context, e *env) []row {
 		// A new city joins and fills.
 		name := fmt.Sprintf("city%02d", len(cities)+1)
 		joined := time.Now()
-		if _, err := c.startCity(name); err != nil {
+		if _, err := c.StartCity(name); err != nil {
 			return err
 		}
 		fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		fst := stall{d: 8 * time.Second}
-		answered, matched, err := c.awaitReplica(fctx, name, 10*time.Millisecond, func(info replicaInfo) (bool, error) {
+		answered, matched, err := c.AwaitReplica(fctx, name, 10*time.Millisecond, func(info localcluster.ReplicaInfo) (bool, error) {
 			return info.Fingerprint == want.Fingerprint, fst.check(info.Heroes)
 		})
 		cancel()
@@ -523,7 +525,7 @@ func scale(ctx context.Context, e *env) []row {
 		var count int
 		var top string
 		for _, nm := range append(append([]string{"dispatch"}, cities...), name) {
-			mb, err := rss(c.proc(nm).Pid())
+			mb, err := rss(c.Proc(nm).Pid())
 			if err != nil {
 				continue
 			}
@@ -579,7 +581,7 @@ type statSum struct{ rounds, bytes, pushBytes uint64 }
 func sumStats(ctx context.Context, c *cluster) (statSum, error) {
 	var s statSum
 	for _, city := range c.spec.Cities {
-		st, err := c.stats(ctx, city)
+		st, err := c.Stats(ctx, city)
 		if err != nil {
 			return s, fmt.Errorf("%s: %w", city, err)
 		}

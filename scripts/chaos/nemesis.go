@@ -1,0 +1,350 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/superhero-cluster/superhero/internal/chaos"
+	"github.com/superhero-cluster/superhero/internal/localcluster"
+)
+
+// Fault kinds the nemesis injects (chaos.Fault.Kind).
+const (
+	// faultBomb crashes a city's actor once; it restarts empty and is
+	// refilled by its peers.
+	faultBomb = "bomb"
+	// faultKillCity bombs a city 4 times within 5 s: its supervisor gives
+	// up and the process exits 1; it is started again.
+	faultKillCity = "kill_city"
+	// faultSigkill kills a node's process (a city or dispatch) and starts
+	// it again after a while.
+	faultSigkill = "sigkill"
+	// faultSigstop freezes a node's process (SIGSTOP) for 1 to 10 s, then
+	// thaws it (SIGCONT). Frozen long enough, it is dropped by the others
+	// and rejoins on its own under a fresh member id.
+	faultSigstop = "sigstop"
+)
+
+// dispatchName is dispatch's node name.
+const dispatchName = "dispatch"
+
+// plannedFault is one fault of the schedule.
+type plannedFault struct {
+	Kind   string        `json:"kind"`
+	Target string        `json:"target"`
+	Hold   time.Duration `json:"hold_ns,omitempty"` // sigkill: down before the restart; sigstop: frozen
+}
+
+func (f plannedFault) String() string {
+	if f.Hold > 0 {
+		return fmt.Sprintf("%s %s %v", f.Kind, f.Target, f.Hold.Round(time.Millisecond))
+	}
+	return f.Kind + " " + f.Target
+}
+
+// step is one entry of the schedule: one fault, or two at once.
+type step struct {
+	// At is the earliest start, from the start of the run; a step also
+	// waits for the previous one to heal.
+	At     time.Duration  `json:"at_ns"`
+	Faults []plannedFault `json:"faults"`
+}
+
+// plan returns the nemesis's schedule for seed: steps from `from` until
+// `until`, each a pure function of the seed, so the same seed gives the
+// same schedule. Weights: a single bomb 20, 4 bombs to kill a city 15,
+// SIGKILL a city 20, SIGKILL dispatch 10, SIGSTOP any node 25, and two of
+// those at once on two different nodes 10.
+func plan(seed uint64, cities []string, from, until time.Duration) []step {
+	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
+	nodes := append([]string{dispatchName}, cities...)
+	single := func(exclude string) plannedFault {
+		for {
+			var f plannedFault
+			switch r := rng.IntN(90); {
+			case r < 20:
+				f = plannedFault{Kind: faultBomb, Target: cities[rng.IntN(len(cities))]}
+			case r < 35:
+				f = plannedFault{Kind: faultKillCity, Target: cities[rng.IntN(len(cities))]}
+			case r < 55:
+				f = plannedFault{Kind: faultSigkill, Target: cities[rng.IntN(len(cities))], Hold: between(rng, 500*time.Millisecond, 4*time.Second)}
+			case r < 65:
+				f = plannedFault{Kind: faultSigkill, Target: dispatchName, Hold: between(rng, 500*time.Millisecond, 3*time.Second)}
+			default:
+				f = plannedFault{Kind: faultSigstop, Target: nodes[rng.IntN(len(nodes))], Hold: between(rng, time.Second, 10*time.Second)}
+			}
+			if f.Target != exclude {
+				return f
+			}
+		}
+	}
+	var steps []step
+	for at := from; at < until; at += between(rng, time.Second, 4*time.Second) {
+		first := single("")
+		s := step{At: at, Faults: []plannedFault{first}}
+		if rng.IntN(100) < 10 {
+			s.Faults = append(s.Faults, single(first.Target))
+		}
+		steps = append(steps, s)
+	}
+	return steps
+}
+
+// between returns a duration in [lo, hi), in whole milliseconds.
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64((hi-lo)/time.Millisecond)))*time.Millisecond
+}
+
+// Target is the cluster as the nemesis sees it: processes to kill, freeze
+// and start again, cities to bomb, and whether a node answers. The
+// loopback cluster implements it (localTarget); the network lab will too,
+// adding Network.
+type Target interface {
+	// Cities names the cities.
+	Cities() []string
+	// Kill sends SIGKILL to the node's process and waits for it to exit.
+	Kill(node string) error
+	// Start starts the node again with the flags it had.
+	Start(node string) error
+	// Freeze and Thaw send SIGSTOP and SIGCONT.
+	Freeze(node string) error
+	Thaw(node string) error
+	// Bomb crashes the city's actor once (messages.Bomb).
+	Bomb(ctx context.Context, city string) error
+	// Exited is closed when the node's current process has exited.
+	Exited(node string) <-chan struct{}
+	// Answering returns nil once the node is back: its process answers
+	// and the cluster sees it (see localTarget.Answering).
+	Answering(ctx context.Context, node string) error
+}
+
+// Network is what a target in the network lab (-net, package
+// internal/netlab) adds: faults between nodes rather than in them. The
+// schedule draws network faults only for a target that implements it.
+type Network interface {
+	// Cut drops every packet between a and b, both ways.
+	Cut(a, b string) error
+	// Drop loses percent of the node's packets.
+	Drop(node string, percent int) error
+	// HealNetwork removes every network fault.
+	HealNetwork() error
+}
+
+// nemesis runs a schedule against a target and records each fault's
+// window.
+type nemesis struct {
+	target Target
+	log    *slog.Logger
+	now    func() time.Duration
+	// healWithin bounds how long a fault may take to heal; one that has
+	// not by then keeps End zero, and its node gets no more faults.
+	healWithin time.Duration
+
+	mu       sync.Mutex
+	faults   []chaos.Fault
+	active   int
+	unhealed map[string]bool
+}
+
+func newNemesis(t Target, log *slog.Logger, now func() time.Duration, healWithin time.Duration) *nemesis {
+	return &nemesis{target: t, log: log, now: now, healWithin: healWithin, unhealed: map[string]bool{}}
+}
+
+// run runs the steps in order, each at its time and after the previous
+// one healed, until the schedule ends, a step would start after until, or
+// ctx ends.
+func (n *nemesis) run(ctx context.Context, steps []step, until time.Duration) {
+	for i, s := range steps {
+		if err := sleepUntil(ctx, n.now, s.At); err != nil {
+			return
+		}
+		if n.now() >= until {
+			n.log.Info("nemesis done: faults stop for the heal period", "skipped_steps", len(steps)-i)
+			return
+		}
+		var wg sync.WaitGroup
+		for _, f := range s.Faults {
+			if n.isUnhealed(f.Target) {
+				n.log.Warn("fault skipped: its node never healed", "fault", f.String())
+				continue
+			}
+			wg.Go(func() { n.inject(ctx, f) })
+		}
+		wg.Wait()
+	}
+}
+
+// inject runs one fault and records its window.
+func (n *nemesis) inject(ctx context.Context, f plannedFault) {
+	i := n.begin(chaos.Fault{Kind: f.Kind, Targets: []string{f.Target}, Start: n.now()})
+	n.log.Info("fault", "fault", f.String())
+	var healed time.Duration
+	err := n.apply(ctx, f)
+	if err == nil {
+		// A thawed node may find out only after a while (its membership
+		// check runs every second) that the others dropped it, and then
+		// rejoins: it has healed once it has kept answering for longer.
+		var stable time.Duration
+		if f.Kind == faultSigstop {
+			stable = 1500 * time.Millisecond
+		}
+		healed, err = n.awaitHealed(ctx, f.Target, stable)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Error("fault did not heal", "fault", f.String(), "err", err)
+			n.mu.Lock()
+			n.unhealed[f.Target] = true
+			n.mu.Unlock()
+		}
+		n.end(i, 0)
+		return
+	}
+	n.log.Info("healed", "fault", f.String(), "took", (healed - n.faultStart(i)).Round(time.Millisecond))
+	n.end(i, healed)
+}
+
+// apply injects f and, for a fault with a duration, lifts it again.
+func (n *nemesis) apply(ctx context.Context, f plannedFault) error {
+	t := n.target
+	switch f.Kind {
+	case faultBomb:
+		return t.Bomb(ctx, f.Target)
+	case faultKillCity:
+		// Four bombs back to back: each restart counts against the city's
+		// supervisor (3 restarts in 5 s), the 4th crash ends the process.
+		for i := range 4 {
+			if err := t.Bomb(ctx, f.Target); err != nil {
+				n.log.Warn("bomb not acknowledged", "city", f.Target, "bomb", i+1, "err", err)
+			}
+		}
+		select {
+		case <-t.Exited(f.Target):
+		case <-time.After(10 * time.Second):
+			n.log.Error("city survived 4 bombs; killing it", "city", f.Target)
+			if err := t.Kill(f.Target); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return t.Start(f.Target)
+	case faultSigkill:
+		if err := t.Kill(f.Target); err != nil {
+			return err
+		}
+		if err := sleepFor(ctx, f.Hold); err != nil {
+			return err
+		}
+		return t.Start(f.Target)
+	case faultSigstop:
+		if err := t.Freeze(f.Target); err != nil {
+			return err
+		}
+		err := sleepFor(ctx, f.Hold)
+		// Thawed even when the run is ending, so the clean-up finds it
+		// running.
+		return errors.Join(err, t.Thaw(f.Target))
+	}
+	return fmt.Errorf("unknown fault kind %q", f.Kind)
+}
+
+// awaitHealed polls until the node answers and has kept answering for
+// stable, within healWithin. The fault heals when it first answered in
+// that unbroken run.
+func (n *nemesis) awaitHealed(ctx context.Context, node string, stable time.Duration) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.healWithin)
+	defer cancel()
+	var last error
+	var since time.Duration // when the current run of answers began; 0: none
+	err := localcluster.Poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		if last = n.target.Answering(ctx, node); last != nil {
+			since = 0
+			return false, nil
+		}
+		if since == 0 {
+			since = n.now()
+		}
+		return n.now()-since >= stable, nil
+	})
+	if err != nil && last != nil {
+		return 0, fmt.Errorf("%w (last: %v)", err, last)
+	}
+	return since, err
+}
+
+func (n *nemesis) begin(f chaos.Fault) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.faults = append(n.faults, f)
+	n.active++
+	return len(n.faults) - 1
+}
+
+func (n *nemesis) end(i int, at time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.faults[i].End = at
+	n.active--
+}
+
+func (n *nemesis) faultStart(i int) time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.faults[i].Start
+}
+
+func (n *nemesis) isUnhealed(node string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.unhealed[node]
+}
+
+// record returns the faults so far and how many are active.
+func (n *nemesis) record() ([]chaos.Fault, int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]chaos.Fault, len(n.faults))
+	for i, f := range n.faults {
+		f.Targets = slices.Clone(f.Targets)
+		out[i] = f
+	}
+	return out, n.active
+}
+
+// activeNames describes the faults now active, for progress lines.
+func (n *nemesis) activeNames() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var names []string
+	for _, f := range n.faults {
+		if f.End == 0 {
+			names = append(names, f.Kind+":"+strings.Join(f.Targets, ","))
+		}
+	}
+	return strings.Join(names, " ")
+}
+
+// sleepFor waits d, or until ctx ends.
+func sleepFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// sleepUntil waits until now() reaches at, or ctx ends.
+func sleepUntil(ctx context.Context, now func() time.Duration, at time.Duration) error {
+	return sleepFor(ctx, max(at-now(), 0))
+}
