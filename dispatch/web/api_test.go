@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -156,7 +157,18 @@ func TestAPI(t *testing.T) {
 				t.Errorf("updated_at %q: %v", h.UpdatedAt, err)
 			}
 		}},
-		{name: "get dead", method: "GET", path: "/api/superheroes/{dead}", want: 410},
+		{name: "get dead", method: "GET", path: "/api/superheroes/{dead}", want: 410, check: func(t *testing.T, e *env, r response, id ids) {
+			var gone struct {
+				Error     string   `json:"error"`
+				Superhero heroJSON `json:"superhero"`
+			}
+			if err := json.Unmarshal(r.body, &gone); err != nil {
+				t.Fatalf("410 body %q: %v", r.body, err)
+			}
+			if gone.Error == "" || gone.Superhero.ID != id.dead || !gone.Superhero.Dead || gone.Superhero.Stamp.Node == "" {
+				t.Errorf("410 body %q: want the error and the tombstone with its stamp", r.body)
+			}
+		}},
 		{name: "get unknown", method: "GET", path: "/api/superheroes/" + unknown, want: 404},
 		{name: "get bad uuid", method: "GET", path: "/api/superheroes/not-a-uuid", want: 400},
 		{name: "get uuid without dashes", method: "GET", path: "/api/superheroes/" + strings.ReplaceAll(unknown, "-", ""), want: 400},

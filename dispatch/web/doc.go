@@ -21,7 +21,7 @@
 //
 //	GET    /api/superheroes                200 {"superheroes":[HERO...]} sorted by name, then id
 //	POST   /api/superheroes                201 HERO; body optional {"name":"..."}; 400 name > 64 chars
-//	GET    /api/superheroes/{id}           200 HERO; 400 bad id; 404 never seen; 410 dead
+//	GET    /api/superheroes/{id}           200 HERO; 400 bad id; 404 never seen; 410 dead ({"error","superhero":HERO}, the tombstone)
 //	DELETE /api/superheroes/{id}           204 (also for a dead hero); 400; 404
 //	PUT    /api/superheroes/{id}/location  200 HERO; body {"location":"gotham"|"home"};
 //	                                       400 bad location; 404; 409 dead; 503 city down

@@ -487,7 +487,9 @@ func isJSONError(b []byte) bool {
 		return false
 	}
 	msg, ok := e["error"].(string)
-	return ok && msg != "" && len(e) == 1
+	// A 410 also carries the tombstone.
+	_, tombstone := e["superhero"]
+	return ok && msg != "" && (len(e) == 1 || len(e) == 2 && tombstone)
 }
 
 var errBoom = errors.New("boom")

@@ -431,12 +431,21 @@ func (s *Server) getHero(c echo.Context) error {
 	}
 	h, err := s.backend.Hero(id)
 	if errors.Is(err, crdt.ErrDead) {
-		return withStatus(http.StatusGone, err)
+		// The tombstone comes with the error, stamp and all, so a reader
+		// can tell which write it holds (the chaos soak compares it).
+		return c.JSON(http.StatusGone, goneJSON{Error: err.Error(), Superhero: toHeroJSON(h)})
 	}
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, toHeroJSON(h))
+}
+
+// goneJSON is the 410 answer to a read of a dead hero: the error, as every
+// error answer has it, and the tombstone.
+type goneJSON struct {
+	Error     string   `json:"error"`
+	Superhero heroJSON `json:"superhero"`
 }
 
 func (s *Server) deleteHero(c echo.Context) error {

@@ -20,7 +20,7 @@ import (
 // with its stamp), and dispatch's through its API, which has no read of
 // the whole replica: the live heroes come from GET /api/superheroes, the
 // others from GET /api/superheroes/{id} for every id the run has seen
-// (410: a tombstone, whose stamp the answer does not carry; 404: absent).
+// (410: a tombstone, carried in the answer; 404: absent).
 type observer struct {
 	c    *localcluster.Cluster
 	base string
@@ -64,7 +64,7 @@ func (o *observer) get(ctx context.Context, path string, out any) (int, error) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK || out == nil {
+	if err != nil || (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusGone) || out == nil {
 		return resp.StatusCode, err
 	}
 	return resp.StatusCode, json.Unmarshal(b, out)
@@ -83,8 +83,8 @@ func (o *observer) dispatchLive(ctx context.Context) ([]chaos.Hero, error) {
 }
 
 // dispatchState reads dispatch's replica as far as the API shows it: the
-// live heroes, and a tombstone (without its stamp) for every id of ids
-// that answers 410.
+// live heroes, and the tombstone, stamp and all, of every id of ids that
+// answers 410.
 func (o *observer) dispatchState(ctx context.Context, ids []string) ([]chaos.Hero, error) {
 	live, err := o.dispatchLive(ctx)
 	if err != nil {
@@ -111,8 +111,20 @@ func (o *observer) dispatchState(ctx context.Context, ids []string) ([]chaos.Her
 	for range 4 {
 		wg.Go(func() {
 			for id := range next {
+				// 200: the hero; 410: {"error", "superhero": the tombstone}.
+				var raw json.RawMessage
+				status, err := o.get(ctx, "/api/superheroes/"+id, &raw)
 				var h chaos.Hero
-				status, err := o.get(ctx, "/api/superheroes/"+id, &h)
+				if err == nil && status == http.StatusOK {
+					err = json.Unmarshal(raw, &h)
+				}
+				if err == nil && status == http.StatusGone {
+					var gone struct {
+						Superhero chaos.Hero `json:"superhero"`
+					}
+					err = json.Unmarshal(raw, &gone)
+					h = gone.Superhero
+				}
 				mu.Lock()
 				switch {
 				case err != nil:
@@ -120,7 +132,7 @@ func (o *observer) dispatchState(ctx context.Context, ids []string) ([]chaos.Her
 				case status == http.StatusOK:
 					out = append(out, h)
 				case status == http.StatusGone:
-					out = append(out, chaos.Hero{ID: id, Dead: true})
+					out = append(out, h)
 				case status == http.StatusNotFound:
 				default:
 					first = cmpErr(first, fmt.Errorf("GET /api/superheroes/%s: %d", id, status))

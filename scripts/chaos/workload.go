@@ -281,7 +281,12 @@ func (c *client) read(ctx context.Context, id string) {
 	switch {
 	case out != chaos.OK:
 	case a.status == http.StatusGone:
-		heroes = []chaos.Hero{{ID: id, Dead: true}}
+		h, err := a.tombstone()
+		if err != nil {
+			c.w.rec.Complete(op, chaos.Unknown, a.status, "answer not understood: "+err.Error(), "", nil)
+			return
+		}
+		heroes = []chaos.Hero{h}
 	case a.status == http.StatusOK:
 		h, err := a.hero()
 		if err != nil {
@@ -351,6 +356,20 @@ func (a answer) hero() (chaos.Hero, error) {
 		return h, fmt.Errorf("no hero in %q", a.body)
 	}
 	return h, nil
+}
+
+// tombstone reads the dead hero a 410 answer carries.
+func (a answer) tombstone() (chaos.Hero, error) {
+	var body struct {
+		Superhero chaos.Hero `json:"superhero"`
+	}
+	if err := json.Unmarshal(a.body, &body); err != nil {
+		return body.Superhero, err
+	}
+	if body.Superhero.ID == "" || !body.Superhero.Dead {
+		return body.Superhero, fmt.Errorf("no tombstone in %q", a.body)
+	}
+	return body.Superhero, nil
 }
 
 // do sends one API request within the client's timeout.
