@@ -218,7 +218,10 @@ type Engine struct {
 	exchanges map[uint64]*exchange
 	nextID    uint64
 	caughtUp  bool
-	startedAt int64
+	// caughtFrom holds the cities an exchange completed with while
+	// catching up; caught up once it holds every city that is up.
+	caughtFrom map[string]bool
+	startedAt  int64
 
 	refusals map[string]*refusalLog
 
@@ -260,9 +263,12 @@ func (e *Engine) Replica() *crdt.Replica { return e.r }
 func (e *Engine) Stats() Stats { return e.stats }
 
 // CaughtUp reports whether this replica holds what the cities held when
-// it started: an exchange with a city has completed, or no city has been
-// up for CatchUpGrace since the engine started (there is nothing to catch
-// up with). A restarted dispatch answers "catching up" until then.
+// it started: an exchange has completed with every city that is up (a
+// write acknowledged by one city may be on that city alone, so reading
+// fewer could miss it), or no city has been up for CatchUpGrace since the
+// engine started (there is nothing to catch up with). A restarted dispatch
+// answers "catching up" until then. A city that goes away while it is
+// being read no longer counts.
 func (e *Engine) CaughtUp() bool {
 	return e.caughtUp || (e.started && len(e.cities()) == 0 && e.now-e.startedAt >= int64(e.cfg.CatchUpGrace))
 }
@@ -278,11 +284,16 @@ func (e *Engine) SetPeers(peers []Peer) {
 	}
 	slices.SortFunc(ps, func(a, b Peer) int { return cmp.Compare(a.Name, b.Name) })
 	ps = slices.CompactFunc(ps, func(a, b Peer) bool { return a.Name == b.Name })
-	hadCities := len(e.cities()) > 0
+	before := e.cities()
 	e.peers = ps
-	if !e.caughtUp && !hadCities && len(e.cities()) > 0 && e.cfg.PollInterval > 0 {
-		// A first city came up: read it now rather than at the next poll.
-		e.nextPoll = e.now
+	if !e.caughtUp && e.cfg.PollInterval > 0 {
+		for _, c := range e.cities() {
+			if !slices.Contains(before, c) {
+				// A city came up while catching up: read it now rather
+				// than at the next poll.
+				e.nextPoll = e.now
+			}
+		}
 	}
 	for _, id := range e.exchangeIDs() {
 		x := e.exchanges[id]
@@ -291,6 +302,22 @@ func (e *Engine) SetPeers(peers []Peer) {
 			e.stats.Aborted++
 		}
 	}
+	e.checkCaughtUp()
+}
+
+// checkCaughtUp sets caughtUp once an exchange has completed with every
+// city that is up (and at least one).
+func (e *Engine) checkCaughtUp() {
+	if e.caughtUp || len(e.caughtFrom) == 0 {
+		return
+	}
+	for _, c := range e.cities() {
+		if !e.caughtFrom[c] {
+			return
+		}
+	}
+	e.caughtUp = true
+	e.caughtFrom = nil
 }
 
 // Tick advances the engine's time to now (nanoseconds on any monotonic
@@ -700,10 +727,34 @@ func (e *Engine) gossip() {
 // poll reads a random city into this replica: by exchange, so an idle poll
 // moves a digest, or (original) by reading the whole replica.
 func (e *Engine) poll() {
+	if !e.caughtUp {
+		// Catching up: read every city not read yet.
+		for _, c := range e.cities() {
+			if !e.caughtFrom[c] && !e.reading(c) {
+				e.pollCity(c)
+			}
+		}
+		return
+	}
 	c, ok := e.randomCity()
 	if !ok {
 		return
 	}
+	e.pollCity(c)
+}
+
+// reading reports whether an exchange reading city into this replica is
+// open.
+func (e *Engine) reading(city string) bool {
+	for _, x := range e.exchanges {
+		if x.a == city && x.b == "" && (x.kind == exOwn || x.kind == exStateRead) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) pollCity(c string) {
 	if e.cfg.Protocol == ProtocolOriginal {
 		e.stats.StateReads++
 		e.sendState(&exchange{kind: exStateRead, purpose: forPoll, a: c})
@@ -789,8 +840,12 @@ func (e *Engine) onState(m Message) error {
 func (e *Engine) finish(id uint64, x *exchange) {
 	delete(e.exchanges, id)
 	e.stats.Done++
-	if x.kind == exOwn || x.kind == exStateRead {
-		e.caughtUp = true
+	if !e.caughtUp && (x.kind == exOwn || x.kind == exStateRead) {
+		if e.caughtFrom == nil {
+			e.caughtFrom = make(map[string]bool)
+		}
+		e.caughtFrom[x.a] = true
+		e.checkCaughtUp()
 	}
 }
 

@@ -228,3 +228,45 @@ func TestCaughtUp(t *testing.T) {
 		t.Fatal("not caught up after a completed exchange")
 	}
 }
+
+// TestCaughtUpReadsEveryCity: a write acknowledged by one city may be on
+// that city alone, so a restarted dispatch is caught up only once it has
+// read every city that is up (or the ones it has not read went away).
+func TestCaughtUpReadsEveryCity(t *testing.T) {
+	r := crdt.NewReplica(crdt.NewClock("dispatch", func() int64 { return 1 }))
+	e, err := replication.New(replication.DefaultDispatchConfig("dispatch"), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetPeers([]replication.Peer{{Name: "gotham", City: true}, {Name: "metropolis", City: true}, {Name: "capitol", City: true}})
+	e.Tick(0)
+	opened := map[string]uint64{}
+	for _, m := range e.Ready().Messages {
+		if m.Kind == replication.MsgSync {
+			opened[m.To] = m.Exchange
+		}
+	}
+	e.Advance()
+	if len(opened) != 3 {
+		t.Fatalf("catch-up reads %v, want one per city", opened)
+	}
+	done := func(city string) {
+		t.Helper()
+		if err := e.Step(replication.Message{Kind: replication.MsgSyncReply, From: city, To: "dispatch", Exchange: opened[city]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done("gotham")
+	if e.CaughtUp() {
+		t.Fatal("caught up after reading one city of three")
+	}
+	done("metropolis")
+	if e.CaughtUp() {
+		t.Fatal("caught up after reading two cities of three")
+	}
+	// Capitol goes away before answering: the two read are all there is.
+	e.SetPeers([]replication.Peer{{Name: "gotham", City: true}, {Name: "metropolis", City: true}})
+	if !e.CaughtUp() {
+		t.Fatal("not caught up after reading every city that is up")
+	}
+}

@@ -346,7 +346,8 @@ func (a *replicaActor) drive(ctx actor.Context) {
 // unknown (dispatch holds the write and it may still spread).
 var ErrNotReplicated = fmt.Errorf("%w: no city confirmed the write in time; it may still spread", service.ErrOutcomeUnknown)
 
-// ErrCatchingUp means dispatch restarted and has not yet read a city.
+// ErrCatchingUp means dispatch restarted (or is rejoining the cluster) and
+// has not yet read every city that is up.
 var ErrCatchingUp = fmt.Errorf("%w: dispatch is catching up", service.ErrUnavailable)
 
 // answer answers a command at once, or when its write is confirmed.

@@ -51,7 +51,7 @@ type Backend interface {
 	Heroes() []crdt.Hero
 
 	// Ready reports whether dispatch's view may be trusted: after a
-	// restart it is not until dispatch has read a city (or knows none is
+	// restart it is not until dispatch has read every city that is up (or knows none is
 	// up). Until then reads and commands fail with ErrUnavailable.
 	Ready() bool
 

@@ -15,7 +15,7 @@
 //	GET    /readyz                         200; 503 while dispatch catches up after a restart
 //
 // Every command and read below answers 503 "dispatch is catching up" until
-// dispatch has read a city after a restart. Create, delete and assign home
+// dispatch has read every city that is up after a restart. Create, delete and assign home
 // answer only once a city holds the write (-write-quorum), else 503 with
 // "outcome unknown".
 //
