@@ -143,6 +143,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		case <-m.node.Excluded():
 			// The cluster never takes a dropped member id back: rejoin as
 			// a new member, carrying the replica over.
+			current.Rejoining()
 			state, err := m.replica.State()
 			m.leave()
 			if err != nil {

@@ -213,10 +213,10 @@ func (b *pageBackend) set(hs ...crdt.Hero) {
 	b.heroes = slices.Clone(hs)
 }
 
-func (b *pageBackend) Heroes() []crdt.Hero {
+func (b *pageBackend) Heroes() ([]crdt.Hero, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return slices.Clone(b.heroes)
+	return slices.Clone(b.heroes), nil
 }
 
 func (b *pageBackend) Hero(uuid.UUID) (crdt.Hero, error) { return crdt.Hero{}, crdt.ErrUnknown }

@@ -144,13 +144,7 @@ func (b *Backend) Run(ctx context.Context) {
 }
 
 // Heroes implements service.Backend.
-func (b *Backend) Heroes() []crdt.Hero {
-	hs, err := b.replica.Heroes()
-	if err != nil {
-		b.log.Warn("heroes", "err", err)
-	}
-	return hs
-}
+func (b *Backend) Heroes() ([]crdt.Hero, error) { return b.replica.Heroes() }
 
 // Ready implements service.Backend.
 func (b *Backend) Ready() bool { return b.replica.Ready() }

@@ -279,7 +279,8 @@ func TestGossipSpreadsACityWriteEverywhere(t *testing.T) {
 				}
 			})
 			testkit.AwaitCondition(t, 10*time.Second, func() bool {
-				return cities.converged() && len(b.Heroes()) == 5
+				hs, err := b.Heroes()
+				return err == nil && cities.converged() && len(hs) == 5
 			}, "gossip did not spread gotham's writes")
 			testkit.AwaitCondition(t, 5*time.Second, func() bool { return pub.heroesSeen() == 5 }, "the pages were not told")
 		})

@@ -47,8 +47,9 @@ var (
 // (the web server bounds each call by its command timeout, 1 s by default).
 type Backend interface {
 	// Heroes returns the live heroes of dispatch's merged view, in any
-	// order.
-	Heroes() []crdt.Hero
+	// order. It fails (ErrUnavailable) when dispatch's replica does not
+	// answer: an empty list would be a confident wrong answer.
+	Heroes() ([]crdt.Hero, error)
 
 	// Ready reports whether dispatch's view may be trusted: after a
 	// restart it is not until dispatch has read every city that is up (or knows none is

@@ -284,7 +284,7 @@ func TestAPI(t *testing.T) {
 		// city heroes
 		{name: "city heroes", method: "GET", path: "/api/cities/gotham/superheroes", want: 200,
 			setup: func(e *env) {
-				r := e.doJSON("PUT", "/api/superheroes/"+e.backend.Heroes()[0].ID.String()+"/location", `{"location":"gotham"}`)
+				r := e.doJSON("PUT", "/api/superheroes/"+e.backend.mustHeroes()[0].ID.String()+"/location", `{"location":"gotham"}`)
 				if r.status != 200 {
 					e.t.Fatalf("assign: %d %s", r.status, r.body)
 				}

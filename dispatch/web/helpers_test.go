@@ -41,6 +41,7 @@ type fakeBackend struct {
 	deadline time.Duration // time left on the context of the latest call
 	panics   bool          // Heroes panics
 	catching bool          // not Ready: catching up after a restart
+	heroErr  error         // returned by Heroes: the replica is not answering
 }
 
 func (f *fakeBackend) Ready() bool {
@@ -106,13 +107,16 @@ func (f *fakeBackend) cityErr(city crdt.Location) error {
 	return nil
 }
 
-func (f *fakeBackend) Heroes() []crdt.Hero {
+func (f *fakeBackend) Heroes() ([]crdt.Hero, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.panics {
 		panic("fake: Heroes panics")
 	}
-	return f.rep.Heroes()
+	if f.heroErr != nil {
+		return nil, f.heroErr
+	}
+	return f.rep.Heroes(), nil
 }
 
 func (f *fakeBackend) Hero(id uuid.UUID) (crdt.Hero, error) {
@@ -502,3 +506,12 @@ func testContext(t *testing.T) (context.Context, context.CancelFunc) {
 }
 
 func listen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// mustHeroes returns the fake's heroes for test setup.
+func (f *fakeBackend) mustHeroes() []crdt.Hero {
+	hs, err := f.Heroes()
+	if err != nil {
+		panic(err)
+	}
+	return hs
+}

@@ -404,7 +404,11 @@ func (s *Server) listHeroes(c echo.Context) error {
 	if !s.backend.Ready() {
 		return errCatchingUp
 	}
-	heroes := slices.Clone(s.backend.Heroes())
+	heroes, err := s.backend.Heroes()
+	if err != nil {
+		return err
+	}
+	heroes = slices.Clone(heroes)
 	sortHeroes(heroes)
 	return c.JSON(http.StatusOK, heroesJSON{Superheroes: toHeroesJSON(heroes)})
 }

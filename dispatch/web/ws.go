@@ -70,7 +70,23 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	log := s.log.With("remote", remote)
 	conn.SetReadLimit(16 * s.cfg.BodyLimit)
 
-	sub, err := s.hub.Subscribe(func() service.Event { return s.snapshot(ctx) })
+	var snapErr error
+	sub, err := s.hub.Subscribe(func() service.Event {
+		ev, err := s.snapshot(ctx)
+		snapErr = err
+		return ev
+	})
+	if err == nil && snapErr != nil {
+		// No view to start from (dispatch's replica is not answering,
+		// or it is rejoining the cluster): an empty snapshot would show
+		// an empty table as if it were true. The page connects again.
+		sub.Close()
+		log.Info("websocket refused", "err", snapErr)
+		if err := conn.Close(websocket.StatusTryAgainLater, "dispatch is catching up"); err != nil {
+			log.Debug("websocket close handshake", "err", err)
+		}
+		return
+	}
 	if err != nil {
 		log.Info("websocket refused", "err", err)
 		if err := conn.Close(websocket.StatusGoingAway, "server shutting down"); err != nil {
@@ -103,12 +119,16 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	wc.log.Info("websocket closed", "reason", reason, "dur", time.Since(start).Round(time.Millisecond))
 }
 
-// snapshot is the first event of a connection.
-func (s *Server) snapshot(ctx context.Context) service.Event {
-	heroes := s.backend.Heroes()
+// snapshot is the first event of a connection; it fails when dispatch's
+// view cannot be read.
+func (s *Server) snapshot(ctx context.Context) (service.Event, error) {
+	heroes, err := s.backend.Heroes()
+	if err != nil {
+		return service.Event{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
 	defer cancel()
-	return service.SnapshotEvent(heroes, s.backend.Cluster(ctx))
+	return service.SnapshotEvent(heroes, s.backend.Cluster(ctx)), nil
 }
 
 // writeLoop writes events and replies until the connection ends, and says

@@ -621,3 +621,23 @@ func TestWSHubCloseEndsConnections(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the connection to end", func() bool { return e.srv.active.Load() == 0 })
 }
+
+// A page that connects while dispatch's replica does not answer gets no
+// snapshot (an empty one would show an empty table as true) but a close
+// asking it to try again; the list answers 503 for the same reason.
+func TestWSNoSnapshotWithoutAView(t *testing.T) {
+	e := newEnv(t)
+	e.backend.mu.Lock()
+	e.backend.heroErr = fmt.Errorf("%w: dispatch's replica is not answering", service.ErrUnavailable)
+	e.backend.mu.Unlock()
+	if r := e.doJSON("GET", "/api/superheroes", ""); r.status != 503 {
+		t.Fatalf("list without a view: %d %s, want 503", r.status, r.body)
+	}
+	ctx := t.Context()
+	c := e.dial(ctx, nil)
+	_, err := readFrame(ctx, c)
+	if s := websocket.CloseStatus(err); s != websocket.StatusTryAgainLater {
+		t.Fatalf("first read: %v (status %v), want close 1013", err, s)
+	}
+	waitFor(t, 5*time.Second, "the server to unsubscribe", func() bool { return e.hub.Subscribers() == 0 })
+}
