@@ -180,9 +180,10 @@ func (l *logBuffer) dump() {
 
 // api is a small JSON client for dispatch's API.
 type api struct {
-	t    *testing.T
-	base string
-	http *http.Client
+	t     *testing.T
+	base  string
+	http  *http.Client
+	token string // sent as a bearer token when set (dispatch's -api-token)
 }
 
 func (c *cluster) api() *api {
@@ -205,8 +206,11 @@ func (a *api) do(method, path string, body any, out any) (int, time.Duration) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	if body != nil {
+	if body != nil || method == http.MethodPost || method == http.MethodPut {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	start := time.Now()
 	resp, err := a.http.Do(req)

@@ -6,10 +6,44 @@
 // dispatch/service; this package only maps it to HTTP status codes and
 // JSON.
 //
+// # Front door
+//
+// These checks come before routing, so unknown routes get them too, in
+// this order:
+//
+//   - Host. The Host header must name this server: by default the -http
+//     address (unless it is a wildcard such as 0.0.0.0), localhost,
+//     127.0.0.1 or [::1], each with the port listened on; Config.AllowedHosts
+//     (-allowed-hosts) adds names ("name" on the same port, "name:port"
+//     exactly). Anything else gets 421 Misdirected Request on every route,
+//     the WebSocket and the probes included: a page of another site whose
+//     name its owner points at 127.0.0.1 (DNS rebinding) reaches nothing.
+//     A Host without a port means port 80.
+//   - Token. With Config.APIToken (-api-token or $SUPERHERO_API_TOKEN;
+//     required, at least 16 bytes, when -http is not a loopback address),
+//     everything but /healthz, /readyz and /login needs it: the API as
+//     "Authorization: Bearer TOKEN" (401 otherwise, with WWW-Authenticate);
+//     the page, its assets and /ws the bearer token or the session cookie.
+//     Without a token nothing is asked.
+//
+// The page's session: at start, dispatch logs a one-time link,
+// http://HOST:PORT/login?t=CODE ("page login link"). GET of it sets the
+// cookie superhero_session (HttpOnly, SameSite=Strict, Path=/, for 24 h)
+// and answers 303 to /; the code is then used up (401 the next time) and
+// a new link is logged for the next browser. HEAD of the link answers
+// 303 or 401 without using it up or setting a cookie. The API does not take
+// the cookie. Tokens, codes and sessions are compared in constant time.
+//
+// State-changing calls (POST, PUT, and a DELETE that carries a body) must
+// send Content-Type: application/json (a charset parameter may only say
+// utf-8), or get 415 before anything is done: a page of another site can
+// send a form or text/plain without asking first, but not this.
+//
 // # HTTP API
 //
-// Every error, including unknown routes (404), wrong methods (405) and
-// oversize bodies (413), is {"error": "..."}.
+// Every error, including unknown routes (404), wrong methods (405),
+// misdirected requests (421), a missing token (401), a wrong content type
+// (415) and oversize bodies (413), is {"error": "..."}.
 //
 //	GET    /healthz                        200 (the process runs)
 //	GET    /readyz                         200; 503 while dispatch catches up after a restart
@@ -41,7 +75,12 @@
 // Bodies are JSON objects of at most 64 KiB (413) with no unknown fields
 // (400). Mutating calls from a browser page of another origin get 403.
 //
+//	GET    /login?t=CODE                   303 to / with the session cookie; 401 code unknown or used
+//
 // # WebSocket feed: GET /ws
+//
+// The upgrade passes the front door like any request (421, 401), and its
+// Origin must be this server's or an allowed origin (403).
 //
 // The server sends, as JSON text frames:
 //

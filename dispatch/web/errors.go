@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -92,3 +94,27 @@ func lowerStatusText(code int) string {
 
 // errCatchingUp answers reads while dispatch has not caught up.
 var errCatchingUp = fmt.Errorf("%w: dispatch is catching up", service.ErrUnavailable)
+
+// maxQuoted is the most bytes of client input an error message quotes.
+const maxQuoted = 100
+
+// quoteInput quotes client input for an error message: at most maxQuoted
+// bytes of it, then how long it was.
+func quoteInput(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(cut(s, maxQuoted)), len(s))
+}
+
+// cut returns the longest prefix of s of at most n bytes that does not end
+// inside a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

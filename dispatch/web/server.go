@@ -14,6 +14,7 @@ import (
 	"path"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,25 @@ type Config struct {
 	// tombstones as long, so that no stale live entry can bring a dead
 	// hero back. Default crdt.DefaultTombstoneTTL, the backend's default.
 	TombstoneTTL time.Duration
+	// AllowedHosts are extra values the Host header may name. Always
+	// allowed: Addr itself (unless its host is a wildcard such as 0.0.0.0),
+	// localhost, 127.0.0.1 and [::1], each with the port the server
+	// listens on. An entry "name" (or "[v6 address]") allows that name on
+	// the same port; "name:port" allows exactly that (a proxy's address).
+	// Any other Host gets 421, which is what defeats DNS rebinding: a page
+	// of another site that points its own name at this machine. Default
+	// none.
+	AllowedHosts []string
+	// APIToken, when not empty, protects everything but /healthz, /readyz
+	// and /login: the API then needs "Authorization: Bearer APIToken"
+	// (else 401); the page, its assets and the WebSocket need the bearer
+	// token or a session cookie, which a one-time login link sets (Serve
+	// logs the link; LoginLink returns it). At least MinAPITokenLen bytes.
+	// Required when Addr's host is not a loopback address. Default none.
+	APIToken string
+	// SessionTTL is how long a page session lasts after its login.
+	// Default 24 h.
+	SessionTTL time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -79,6 +99,7 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 5 * time.Second,
 		NewName:         func() string { return fakeHeroName(faker) },
 		TombstoneTTL:    crdt.DefaultTombstoneTTL,
+		SessionTTL:      24 * time.Hour,
 	}
 }
 
@@ -105,7 +126,36 @@ func (c Config) withDefaults() Config {
 	if c.TombstoneTTL <= 0 {
 		c.TombstoneTTL = d.TombstoneTTL
 	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = d.SessionTTL
+	}
 	return c
+}
+
+// Validate reports a setting that cannot work: a malformed address,
+// origin pattern or allowed host, a missing API token on an address that
+// is not loopback, or one too short. Zero values are fine (defaults).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	for _, p := range c.AllowedOrigins {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("dispatch: allowed origin %q: %w", p, err)
+		}
+	}
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("dispatch: http address %q: %w", c.Addr, err)
+	}
+	if _, err := allowedHosts(c.Addr, port, c.AllowedHosts); err != nil {
+		return err
+	}
+	switch {
+	case c.APIToken == "" && !isLoopback(c.Addr):
+		return fmt.Errorf("dispatch: http address %s is not a loopback address: set an API token (-api-token or SUPERHERO_API_TOKEN)", c.Addr)
+	case c.APIToken != "" && len(c.APIToken) < MinAPITokenLen:
+		return fmt.Errorf("dispatch: the API token is shorter than %d bytes", MinAPITokenLen)
+	}
+	return nil
 }
 
 // Server is the dispatch node's web layer: the JSON API, the WebSocket
@@ -116,6 +166,13 @@ type Server struct {
 	hub     *Hub
 	log     *slog.Logger
 	echo    *echo.Echo
+	auth    *auth // nil without an API token
+	warns   warnLimiter
+
+	// port is the port listened on (Config.Addr's until Serve knows the
+	// listener's); hosts the Host values allowed with it.
+	port  atomic.Value // string
+	hosts atomic.Pointer[hostSet]
 
 	// ctx ends every WebSocket connection; Shutdown cancels it.
 	ctx    context.Context
@@ -131,14 +188,14 @@ type Server struct {
 // logger as given: main has already tagged it with the node's name.
 func New(cfg Config, backend service.Backend, hub *Hub, logger *slog.Logger) (*Server, error) {
 	cfg = cfg.withDefaults()
-	for _, p := range cfg.AllowedOrigins {
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("dispatch: allowed origin %q: %w", p, err)
-		}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if backend == nil || hub == nil {
 		return nil, errors.New("dispatch: web server needs a backend and a hub")
 	}
+	_, port, _ := net.SplitHostPort(cfg.Addr)
+	hosts, _ := allowedHosts(cfg.Addr, port, cfg.AllowedHosts)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -151,6 +208,12 @@ func New(cfg Config, backend service.Backend, hub *Hub, logger *slog.Logger) (*S
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	s.warns.init(time.Minute)
+	if cfg.APIToken != "" {
+		s.auth = newAuth(cfg.APIToken, cfg.SessionTTL)
+	}
+	s.port.Store(port)
+	s.hosts.Store(&hosts)
 	s.echo = s.routes()
 	return s, nil
 }
@@ -160,8 +223,8 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = echo.ExtractIPDirect()
-	e.Use(s.logRequests)
-	e.Use(s.recoverPanics)
+	// Before routing, so that unknown routes are refused alike.
+	e.Pre(s.logRequests, s.recoverPanics, s.checkHost, s.authenticate)
 	e.Use(s.limitBody)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
@@ -175,15 +238,16 @@ func (s *Server) routes() *echo.Echo {
 	})
 
 	e.GET("/api/superheroes", s.listHeroes)
-	e.POST("/api/superheroes", s.createHero, s.checkOrigin)
+	e.POST("/api/superheroes", s.createHero, s.checkOrigin, s.requireJSON)
 	e.GET("/api/superheroes/:id", s.getHero)
-	e.DELETE("/api/superheroes/:id", s.deleteHero, s.checkOrigin)
-	e.PUT("/api/superheroes/:id/location", s.assignHero, s.checkOrigin)
-	e.POST("/api/bomb", s.bomb, s.checkOrigin)
+	e.DELETE("/api/superheroes/:id", s.deleteHero, s.checkOrigin, s.requireJSON)
+	e.PUT("/api/superheroes/:id/location", s.assignHero, s.checkOrigin, s.requireJSON)
+	e.POST("/api/bomb", s.bomb, s.checkOrigin, s.requireJSON)
 	e.GET("/api/cluster", s.cluster)
 	e.GET("/api/cities/:city/superheroes", s.cityHeroes)
 
 	e.GET("/ws", s.serveWS)
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/login", s.login)
 
 	static := echo.MustSubFS(staticFiles, "static")
 	e.GET("/", echo.StaticFileHandler("index.html", static), s.pageHeaders)
@@ -210,6 +274,10 @@ func (s *Server) Run(ctx context.Context) error {
 // WebSocket (status 1001) and waits for requests in flight, all within
 // Config.ShutdownTimeout. It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := s.listeningOn(ln.Addr()); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	srv := &http.Server{
 		Handler:           s.echo,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -222,6 +290,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	s.log.Info("http listening", "addr", ln.Addr().String())
+	if link := s.LoginLink(); link != "" {
+		s.log.Info("page login link (one-time)", "url", link)
+	}
 
 	select {
 	case err := <-errc:
@@ -237,6 +308,28 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("http stopped", "err", err)
 	return err
+}
+
+// listeningOn takes the port of the listener's address for the Host
+// allow-list and the login link.
+func (s *Server) listeningOn(addr net.Addr) error {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	port := strconv.Itoa(tcp.Port)
+	hosts, err := allowedHosts(s.cfg.Addr, port, s.cfg.AllowedHosts)
+	if err != nil {
+		return err
+	}
+	if !tcp.IP.IsUnspecified() {
+		if h, ok := canonicalHost(net.JoinHostPort(tcp.IP.String(), port)); ok {
+			hosts[h] = true
+		}
+	}
+	s.port.Store(port)
+	s.hosts.Store(&hosts)
+	return nil
 }
 
 // Shutdown closes every WebSocket connection with status 1001 (going
