@@ -64,6 +64,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		slot     = fs.Int("slot", 0, "node slot (0 is dispatch's)")
 		quorum   = fs.String("write-quorum", "1", "acknowledge a create, terminate or assign home once this many cities merged it: a count, all (every city up), or 0 (from dispatch's memory: a crash right after can lose it)")
 		hosts    = fs.String("allowed-hosts", "", "comma-separated extra Host values the web server answers, as name (on the -http port) or name:port; always allowed: the -http address, localhost, 127.0.0.1 and [::1] with its port")
+		maxConns = fs.Int("max-conns", web.DefaultConfig().MaxConns, "most connections the web server holds at once, WebSockets included; beyond it a connection is answered 503 and closed")
+		maxWS    = fs.Int("max-websockets", web.DefaultConfig().MaxWebSockets, "most WebSocket connections at once (less than -max-conns); beyond it an upgrade gets 503")
 		token    = fs.String("api-token", os.Getenv("SUPERHERO_API_TOKEN"), "bearer token for the API, and for the page through a one-time login link printed at start (default $SUPERHERO_API_TOKEN); required when -http is not a loopback address")
 	)
 	var clockFlags layout.ClockFlags
@@ -116,6 +118,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	webCfg := web.DefaultConfig()
 	webCfg.Addr = *httpAddr
 	webCfg.APIToken = *token
+	webCfg.MaxConns, webCfg.MaxWebSockets = *maxConns, *maxWS
 	for _, h := range strings.Split(*hosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			webCfg.AllowedHosts = append(webCfg.AllowedHosts, h)

@@ -39,6 +39,29 @@
 // utf-8), or get 415 before anything is done: a page of another site can
 // send a form or text/plain without asking first, but not this.
 //
+// # Limits
+//
+//   - A request, headers and body, must arrive within 10 s of its first
+//     byte (Config.ReadTimeout): a client that sends part of a body and
+//     stalls gets 408 {"error":"the request body did not arrive in time"}
+//     and its connection is closed; one that stalls within its headers is
+//     closed without an answer. An answer must be taken within 30 s
+//     (Config.AnswerTimeout). Headers over 32 KiB get the HTTP server's
+//     plain 431.
+//   - At most 512 connections at once (-max-conns), WebSockets included.
+//     One more is answered 503 {"error":"too many connections (at most
+//     N): try again later"} with Retry-After: 1 and Connection: close,
+//     without reaching a handler; when more than 32 are being refused at
+//     that moment, the rest are closed without an answer.
+//   - At most 128 WebSockets at once (-max-websockets, less than
+//     -max-conns so the API stays reachable): one more upgrade gets 503
+//     before upgrading. A WebSocket is not bound by the read timeout; it
+//     is pinged every 30 s, and closed when the pong does not come back
+//     within 5 s.
+//   - An error quotes at most 100 bytes of what the client sent, then its
+//     length: invalid superhero id "xxxx…"… (20000 bytes). Error texts
+//     never exceed 1 KiB.
+//
 // # HTTP API
 //
 // Every error, including unknown routes (404), wrong methods (405),

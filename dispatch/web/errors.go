@@ -59,9 +59,23 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// maxErrorMessage bounds the text of an error answer, in bytes: every
+// message quotes at most maxQuoted bytes of the client's input, and this
+// is the backstop.
+const maxErrorMessage = 1024
+
 // errorMessage is the text a client sees for err with status. Internal
-// errors are not shown; everything else is the error's own text.
+// errors are not shown; everything else is the error's own text, cut to
+// maxErrorMessage bytes.
 func errorMessage(err error, status int) string {
+	msg := fullErrorMessage(err, status)
+	if len(msg) > maxErrorMessage {
+		msg = cut(msg, maxErrorMessage) + "…"
+	}
+	return msg
+}
+
+func fullErrorMessage(err error, status int) string {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		msg, ok := he.Message.(string)

@@ -131,6 +131,8 @@ func TestConfigValidate(t *testing.T) {
 		{Config{AllowedHosts: []string{"a.example:0"}}, "allowed host"},
 		{Config{AllowedHosts: []string{""}}, "allowed host"},
 		{Config{AllowedOrigins: []string{"["}}, "allowed origin"},
+		{Config{MaxConns: 10, MaxWebSockets: 10}, "none for the API"},
+		{Config{MaxConns: 10}, ""},
 	} {
 		err := tc.cfg.Validate()
 		switch {

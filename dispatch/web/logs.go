@@ -38,7 +38,11 @@ func (w *warnLimiter) level(kind string) slog.Level {
 // warn logs a refused request: at WARN once per kind and interval, else
 // at DEBUG.
 func (s *Server) warn(r *http.Request, kind, msg string, attrs ...any) {
-	attrs = append(attrs, "remote", r.RemoteAddr)
+	s.warnf(kind, msg, append(attrs, "remote", r.RemoteAddr)...)
+}
+
+// warnf logs at WARN once per kind and interval, else at DEBUG.
+func (s *Server) warnf(kind, msg string, attrs ...any) {
 	s.log.Log(context.Background(), s.warns.level(kind), msg, attrs...)
 }
 

@@ -86,6 +86,35 @@ type Config struct {
 	// SessionTTL is how long a page session lasts after its login.
 	// Default 24 h.
 	SessionTTL time.Duration
+	// ReadTimeout bounds reading one request, its headers and its body,
+	// from its first byte: a client that sends part of a body and stalls
+	// gets 408 and its connection is closed when it runs out (one that
+	// stalls within the headers is closed without an answer). It does not
+	// apply to a WebSocket once upgraded (see PingInterval). Keep it above
+	// CommandTimeout. Default 10 s.
+	ReadTimeout time.Duration
+	// AnswerTimeout bounds an HTTP answer, from the end of its request's
+	// headers to its last byte: a client that does not read its answer is
+	// disconnected. It does not apply to a WebSocket once upgraded.
+	// Default 30 s.
+	AnswerTimeout time.Duration
+	// MaxHeaderBytes bounds a request's line and headers; the HTTP server
+	// answers 431 beyond it. Default 32 KiB.
+	MaxHeaderBytes int
+	// MaxConns bounds the connections open at once, WebSockets included. A
+	// connection beyond it is answered 503 {"error":"too many
+	// connections..."} with Connection: close and closed (or, when more
+	// than 32 are being refused at that moment, closed without an answer).
+	// Default 512.
+	MaxConns int
+	// MaxWebSockets bounds the WebSocket connections open at once; an
+	// upgrade beyond it gets 503 before upgrading. It must be less than
+	// MaxConns, so that the API stays reachable. Default 128.
+	MaxWebSockets int
+	// PingInterval is how often a WebSocket is pinged; a client that does
+	// not answer within WriteTimeout is disconnected, and its place
+	// freed. Default 30 s.
+	PingInterval time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -100,6 +129,12 @@ func DefaultConfig() Config {
 		NewName:         func() string { return fakeHeroName(faker) },
 		TombstoneTTL:    crdt.DefaultTombstoneTTL,
 		SessionTTL:      24 * time.Hour,
+		ReadTimeout:     10 * time.Second,
+		AnswerTimeout:   30 * time.Second,
+		MaxHeaderBytes:  32 << 10,
+		MaxConns:        512,
+		MaxWebSockets:   128,
+		PingInterval:    30 * time.Second,
 	}
 }
 
@@ -129,6 +164,24 @@ func (c Config) withDefaults() Config {
 	if c.SessionTTL <= 0 {
 		c.SessionTTL = d.SessionTTL
 	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.AnswerTimeout <= 0 {
+		c.AnswerTimeout = d.AnswerTimeout
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = d.MaxConns
+	}
+	if c.MaxWebSockets <= 0 {
+		c.MaxWebSockets = min(d.MaxWebSockets, c.MaxConns-1)
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = d.PingInterval
+	}
 	return c
 }
 
@@ -150,6 +203,8 @@ func (c Config) Validate() error {
 		return err
 	}
 	switch {
+	case c.MaxWebSockets >= c.MaxConns:
+		return fmt.Errorf("dispatch: at most %d WebSockets with at most %d connections would leave none for the API", c.MaxWebSockets, c.MaxConns)
 	case c.APIToken == "" && !isLoopback(c.Addr):
 		return fmt.Errorf("dispatch: http address %s is not a loopback address: set an API token (-api-token or SUPERHERO_API_TOKEN)", c.Addr)
 	case c.APIToken != "" && len(c.APIToken) < MinAPITokenLen:
@@ -168,6 +223,8 @@ type Server struct {
 	echo    *echo.Echo
 	auth    *auth // nil without an API token
 	warns   warnLimiter
+
+	listener atomic.Pointer[limitListener] // set by Serve
 
 	// port is the port listened on (Config.Addr's until Serve knows the
 	// listener's); hosts the Host values allowed with it.
@@ -279,16 +336,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           s.echo,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		// No ReadTimeout or WriteTimeout: they would stay on hijacked
-		// WebSocket connections. Those have their own write deadlines.
+		Handler: s.echo,
+		// The HTTP server clears both deadlines when a WebSocket takes
+		// the connection over; WebSockets have their own write deadline
+		// (WriteTimeout, per frame) and pings.
+		ReadTimeout:    s.cfg.ReadTimeout,
+		WriteTimeout:   s.cfg.AnswerTimeout,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: s.cfg.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	limited := newLimitListener(ln, s.cfg.MaxConns, func(remote string, answered bool) {
+		s.warnf("conns", "connection refused: too many connections", "max", s.cfg.MaxConns, "answered", answered, "remote", remote)
+	})
+	s.listener.Store(limited)
 	srv.RegisterOnShutdown(s.cancel)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(limited) }()
 	s.log.Info("http listening", "addr", ln.Addr().String())
 	if link := s.LoginLink(); link != "" {
 		s.log.Info("page login link (one-time)", "url", link)
@@ -624,7 +688,7 @@ func (s *Server) delete(ctx context.Context, id uuid.UUID) error {
 }
 
 func (s *Server) assign(ctx context.Context, id uuid.UUID, location string) (crdt.Hero, error) {
-	to, err := crdt.ParseLocation(location)
+	to, err := parseLocation(location)
 	if err != nil {
 		return crdt.Hero{}, err
 	}
@@ -661,23 +725,33 @@ func parseID(s string) (uuid.UUID, error) {
 		return uuid.UUID{}, badRequest("superhero id is required")
 	}
 	if len(s) != 36 {
-		return uuid.UUID{}, badRequest(fmt.Sprintf("invalid superhero id %q", s))
+		return uuid.UUID{}, badRequest("invalid superhero id " + quoteInput(s))
 	}
 	id, err := uuid.Parse(s)
 	if err != nil {
-		return uuid.UUID{}, badRequest(fmt.Sprintf("invalid superhero id %q", s))
+		return uuid.UUID{}, badRequest("invalid superhero id " + quoteInput(s))
 	}
 	return id, nil
 }
 
+// parseLocation is crdt.ParseLocation with an error that quotes at most
+// maxQuoted bytes of s.
+func parseLocation(s string) (crdt.Location, error) {
+	l, err := crdt.ParseLocation(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s", crdt.ErrLocation, quoteInput(s))
+	}
+	return l, nil
+}
+
 // parseCity accepts a valid location other than Home.
 func parseCity(s string) (crdt.Location, error) {
-	l, err := crdt.ParseLocation(s)
+	l, err := parseLocation(s)
 	if err != nil {
 		return "", err
 	}
 	if !l.IsCity() {
-		return "", fmt.Errorf("%w: %q", service.ErrUnknownCity, s)
+		return "", fmt.Errorf("%w: %s", service.ErrUnknownCity, quoteInput(s))
 	}
 	return l, nil
 }
@@ -697,11 +771,14 @@ func decodeBody(r io.Reader, dst any, optional bool) error {
 		}
 	}
 	var tooBig *http.MaxBytesError
+	var netErr net.Error
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &tooBig):
 		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return withStatus(http.StatusRequestTimeout, errors.New("the request body did not arrive in time"))
 	case errors.Is(err, io.EOF) && optional:
 		return nil
 	case errors.Is(err, io.EOF):
@@ -715,7 +792,14 @@ func decodeBody(r io.Reader, dst any, optional bool) error {
 	case errors.As(err, &typ) && typ.Field == "":
 		return badRequest("invalid JSON: expected an object, got " + typ.Value)
 	case errors.As(err, &typ):
-		return badRequest(fmt.Sprintf("invalid JSON: %q must not be %s", typ.Field, typ.Value))
+		return badRequest(fmt.Sprintf("invalid JSON: %s must not be %s", quoteInput(typ.Field), typ.Value))
 	}
-	return badRequest("invalid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
+	msg := err.Error()
+	if field, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		// The field's name is the client's, and may be long.
+		if name, err := strconv.Unquote(field); err == nil {
+			return badRequest("invalid JSON: unknown field " + quoteInput(name))
+		}
+	}
+	return badRequest("invalid JSON: " + strings.TrimPrefix(msg, "json: "))
 }

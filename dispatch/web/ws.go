@@ -39,10 +39,16 @@ func (s *Server) serveWS(c echo.Context) error {
 		return withStatus(http.StatusServiceUnavailable, errors.New("dispatch: shutting down"))
 	}
 	defer s.conns.Done()
+	if !s.reserveWebSocket() {
+		s.warn(r, "websockets", "websocket refused: too many", "max", s.cfg.MaxWebSockets)
+		c.Response().Header().Set("Retry-After", "1")
+		return withStatus(http.StatusServiceUnavailable, fmt.Errorf("too many WebSocket connections (at most %d): try again later", s.cfg.MaxWebSockets))
+	}
+	defer s.active.Add(-1)
 	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		// Accept has written the response.
-		s.log.Warn("websocket accept failed", "err", err)
+		s.warn(r, "upgrade", "websocket upgrade refused", "err", err)
 		return nil
 	}
 	s.runConn(r.RemoteAddr, conn)
@@ -62,8 +68,6 @@ type wsConn struct {
 
 func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	start := time.Now()
-	s.active.Add(1)
-	defer s.active.Add(-1)
 	// ctx ends the connection from the server side (Shutdown).
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -87,16 +91,21 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	// frame, which the reader must still be there to complete.
 	readCtx, stopReading := context.WithCancel(context.Background())
 	defer stopReading()
-	readerDone, writerDone := make(chan struct{}), make(chan struct{})
+	readerDone, writerDone, pingerDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		wc.readLoop(readCtx, ctx, writerDone)
+	}()
+	go func() {
+		defer close(pingerDone)
+		wc.pingLoop(writerDone)
 	}()
 
 	reason := wc.writeLoop(ctx, sub, readerDone)
 	close(writerDone)
 	stopReading()
 	<-readerDone
+	<-pingerDone
 	if err := conn.CloseNow(); err != nil && !errors.Is(err, net.ErrClosed) {
 		wc.log.Debug("websocket close", "err", err)
 	}
@@ -174,6 +183,31 @@ func (wc *wsConn) writeFailed(err error) string {
 func (wc *wsConn) close(code websocket.StatusCode, reason string) {
 	if err := wc.conn.Close(code, reason); err != nil {
 		wc.log.Debug("websocket close handshake", "err", err)
+	}
+}
+
+// pingLoop pings the client every Config.PingInterval until done closes,
+// and closes the connection when a pong does not come back within
+// Config.WriteTimeout: a client that went away without a word (its
+// machine asleep, its network gone) would otherwise keep its place among
+// the MaxWebSockets until the next event could not be written.
+func (wc *wsConn) pingLoop(done <-chan struct{}) {
+	t := time.NewTicker(wc.s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wc.s.cfg.WriteTimeout)
+		err := wc.conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			wc.log.Debug("websocket ping not answered", "err", err)
+			_ = wc.conn.CloseNow()
+			return
+		}
 	}
 }
 
@@ -265,7 +299,7 @@ func (wc *wsConn) execute(ctx context.Context, data []byte) []byte {
 	case "":
 		err = badRequest(`"op" is required`)
 	default:
-		err = badRequest(fmt.Sprintf("unknown op %q", cmd.Op))
+		err = badRequest("unknown op " + quoteInput(cmd.Op))
 	}
 	wc.log.Info("websocket command", "op", cmd.Op, "status", statusOf(err), "dur", time.Since(start).Round(time.Microsecond))
 	if err != nil {
