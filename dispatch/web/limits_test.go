@@ -140,8 +140,9 @@ func TestConnectionCap(t *testing.T) {
 func TestWebSocketCap(t *testing.T) {
 	e := newEnv(t, func(c *Config, _ *HubConfig) { c.MaxWebSockets = 2 })
 	ctx := t.Context()
-	first := e.dial(ctx, nil)
-	e.dial(ctx, nil)
+	first, second := e.dial(ctx, nil), e.dial(ctx, nil)
+	nextFrame(t, first, "snapshot")
+	nextFrame(t, second, "snapshot")
 	_, res, err := websocket.Dial(ctx, e.wsURL(), nil)
 	if err == nil || res == nil || res.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("3rd WebSocket: %v %v, want 503", err, res)
