@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -71,12 +72,17 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	}
 }
 
-// refuse answers 503, then reads what the client sends for a while before
-// closing: closing with unread data would reset the connection, and the
-// client might not see the answer.
+// refuse waits for the end of the request's headers (a client such as
+// Go's takes an answer that comes before its request for a fault), answers
+// 503, and reads what the client still sends for a while before closing:
+// closing with unread data would reset the connection, and the client
+// might not see the answer. All within refuseTimeout.
 func (l *limitListener) refuse(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(refuseTimeout))
+	if !readHeaders(c, 16<<10) {
+		return
+	}
 	if _, err := c.Write(l.body); err != nil {
 		return
 	}
@@ -84,6 +90,26 @@ func (l *limitListener) refuse(c net.Conn) {
 		_ = cw.CloseWrite()
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+}
+
+// readHeaders reads from r until the blank line that ends a request's
+// headers, at most limit bytes; it reports whether it got there.
+func readHeaders(r io.Reader, limit int) bool {
+	buf := make([]byte, 0, 1024)
+	chunk := make([]byte, 1024)
+	for len(buf) < limit {
+		n, err := r.Read(chunk)
+		// The end may straddle two reads: look from 3 bytes back.
+		from := max(0, len(buf)-3)
+		buf = append(buf, chunk[:n]...)
+		if bytes.Contains(buf[from:], []byte("\r\n\r\n")) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
 }
 
 // Close stops accepting and waits for the refusals in progress.
