@@ -51,8 +51,9 @@
 //   - At most 512 connections at once (-max-conns), WebSockets included.
 //     One more is answered 503 {"error":"too many connections (at most
 //     N): try again later"} with Retry-After: 1 and Connection: close,
-//     without reaching a handler; when more than 32 are being refused at
-//     that moment, the rest are closed without an answer.
+//     after its request's headers and without reaching a handler; it is
+//     closed without an answer if they do not come within 1 s, or when
+//     more than 32 are being refused at that moment.
 //   - At most 128 WebSockets at once (-max-websockets, less than
 //     -max-conns so the API stays reachable): one more upgrade gets 503
 //     before upgrading. A WebSocket is not bound by the read timeout; it
@@ -68,6 +69,9 @@
 // misdirected requests (421), a missing token (401), a wrong content type
 // (415) and oversize bodies (413), is {"error": "..."}.
 //
+// Every GET route answers HEAD too, with the same status and headers and
+// no body.
+//
 //	GET    /healthz                        200 (the process runs)
 //	GET    /readyz                         200; 503 while dispatch catches up after a restart
 //
@@ -77,7 +81,7 @@
 // "outcome unknown".
 //
 //	GET    /api/superheroes                200 {"superheroes":[HERO...]} sorted by name, then id
-//	POST   /api/superheroes                201 HERO; body optional {"name":"..."}; 400 name > 64 chars
+//	POST   /api/superheroes                201 HERO; body optional {"name":"..."}; 400 name refused (see below)
 //	GET    /api/superheroes/{id}           200 HERO; 400 bad id; 404 never seen; 410 dead
 //	DELETE /api/superheroes/{id}           204 (also for a dead hero); 400; 404
 //	PUT    /api/superheroes/{id}/location  200 HERO; body {"location":"gotham"|"home"};
@@ -85,6 +89,7 @@
 //	POST   /api/bomb                       202 {"city":"gotham"}; body optional {"city":"..."}; 400; 503
 //	GET    /api/cluster                    200 {"cities":[{"name","up","heroes","digest","state","incarnation","lag_ms"}...],"in_sync":BOOL,"ready":BOOL}
 //	GET    /api/cities/{city}/superheroes  200 {"superheroes":[...]}; 400 unknown city; 503 down
+//	GET    /login?t=CODE                   303 to / with the session cookie; 401 code unknown or used
 //
 // HERO is {"id","name","location","is_patrolling","health","dead","updated_at",
 // "updated_by","stamp"}: updated_at is the write's wall time in RFC 3339
@@ -96,9 +101,24 @@
 // logical, node) wins, then content (see crdt/doc.go).
 //
 // Bodies are JSON objects of at most 64 KiB (413) with no unknown fields
-// (400). Mutating calls from a browser page of another origin get 403.
+// (400), in UTF-8: a body with bytes that are not UTF-8 gets 400 (the JSON
+// decoder would otherwise replace them silently). Mutating calls from a
+// browser page of another origin get 403.
 //
-//	GET    /login?t=CODE                   303 to / with the session cookie; 401 code unknown or used
+// A hero's name is one line of plain text of at most 64 characters,
+// stored as sent but for leading and trailing white space, which is
+// trimmed (blank: a made-up name). A name holding any of these gets 400
+// naming the character, and is never changed instead:
+//
+//   - control characters, tab and newline included;
+//   - U+2028 and U+2029 (line and paragraph separators);
+//   - bidirectional controls: U+202A–U+202E, U+2066–U+2069, U+200E,
+//     U+200F, U+061C;
+//   - zero-width characters: U+200B–U+200D, U+2060, U+FEFF;
+//   - any other invisible format character (category Cf: the soft
+//     hyphen, tag characters...);
+//   - U+FFFD, which is also what a JSON escape of half a surrogate pair
+//     such as \ud800 decodes to.
 //
 // # WebSocket feed: GET /ws
 //
@@ -133,7 +153,8 @@
 //	failure                                         -> {"type":"error","ref":R,"error":"...","status":NNN}
 //
 // R is any JSON value, echoed back. Status codes are those of the HTTP
-// API. A frame that is not a command (bad JSON, unknown op or field, bad
-// id, a binary frame, more than 64 KiB) gets an error reply and the
+// API, and the same rules apply (a create's name, UTF-8). A frame that is
+// not a command (bad JSON, bytes that are not UTF-8, unknown op or field,
+// bad id, a binary frame, more than 64 KiB) gets an error reply and the
 // connection stays open.
 package web

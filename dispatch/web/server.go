@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/brianvoe/gofakeit/v7"
 	"github.com/google/uuid"
@@ -103,9 +105,10 @@ type Config struct {
 	MaxHeaderBytes int
 	// MaxConns bounds the connections open at once, WebSockets included. A
 	// connection beyond it is answered 503 {"error":"too many
-	// connections..."} with Connection: close and closed (or, when more
-	// than 32 are being refused at that moment, closed without an answer).
-	// Default 512.
+	// connections..."} with Connection: close once its request's headers
+	// arrived, and closed; it is closed without an answer when they do not
+	// arrive within 1 s, or when more than 32 are being refused at that
+	// moment. Default 512.
 	MaxConns int
 	// MaxWebSockets bounds the WebSocket connections open at once; an
 	// upgrade beyond it gets 503 before upgrading. It must be less than
@@ -284,31 +287,36 @@ func (s *Server) routes() *echo.Echo {
 	e.Pre(s.logRequests, s.recoverPanics, s.checkHost, s.authenticate)
 	e.Use(s.limitBody)
 
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	// Every GET route answers HEAD too: the same status and headers, no
+	// body.
+	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
+	}
+	get("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	// /readyz says whether dispatch's view may be trusted (after a
 	// restart, not until it has read a city); /healthz only that it runs.
-	e.GET("/readyz", func(c echo.Context) error {
+	get("/readyz", func(c echo.Context) error {
 		if !s.backend.Ready() {
 			return errCatchingUp
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 	})
 
-	e.GET("/api/superheroes", s.listHeroes)
+	get("/api/superheroes", s.listHeroes)
 	e.POST("/api/superheroes", s.createHero, s.checkOrigin, s.requireJSON)
-	e.GET("/api/superheroes/:id", s.getHero)
+	get("/api/superheroes/:id", s.getHero)
 	e.DELETE("/api/superheroes/:id", s.deleteHero, s.checkOrigin, s.requireJSON)
 	e.PUT("/api/superheroes/:id/location", s.assignHero, s.checkOrigin, s.requireJSON)
 	e.POST("/api/bomb", s.bomb, s.checkOrigin, s.requireJSON)
-	e.GET("/api/cluster", s.cluster)
-	e.GET("/api/cities/:city/superheroes", s.cityHeroes)
+	get("/api/cluster", s.cluster)
+	get("/api/cities/:city/superheroes", s.cityHeroes)
 
-	e.GET("/ws", s.serveWS)
-	e.Match([]string{http.MethodGet, http.MethodHead}, "/login", s.login)
+	get("/ws", s.serveWS)
+	get("/login", s.login)
 
 	static := echo.MustSubFS(staticFiles, "static")
-	e.GET("/", echo.StaticFileHandler("index.html", static), s.pageHeaders)
-	e.GET("/static/*", echo.StaticDirectoryHandler(static, true), s.pageHeaders)
+	get("/", echo.StaticFileHandler("index.html", static), s.pageHeaders)
+	get("/static/*", echo.StaticDirectoryHandler(static, true), s.pageHeaders)
 	return e
 }
 
@@ -544,13 +552,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	status := statusOf(err)
 	msg := errorMessage(err, status) // logRequests logs the error itself
-	var werr error
-	if c.Request().Method == http.MethodHead {
-		werr = c.NoContent(status)
-	} else {
-		werr = c.JSON(status, errorJSON{Error: msg})
-	}
-	if werr != nil {
+	// For HEAD the HTTP server drops the body and keeps its headers.
+	if werr := c.JSON(status, errorJSON{Error: msg}); werr != nil {
 		s.log.Debug("http error response not written", "err", werr)
 	}
 }
@@ -717,6 +720,19 @@ func (s *Server) bombCity(ctx context.Context, city string) (crdt.Location, erro
 	return bombed, nil
 }
 
+// readError is the answer to a request whose body could not be read.
+func readError(err error) error {
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return withStatus(http.StatusRequestTimeout, errors.New("the request body did not arrive in time"))
+	}
+	return badRequest("request body could not be read: " + err.Error())
+}
+
 // --- input parsing ---
 
 // parseID accepts only the canonical 36-character form of a UUID.
@@ -756,12 +772,21 @@ func parseCity(s string) (crdt.Location, error) {
 	return l, nil
 }
 
-// decodeBody decodes one JSON object from r into dst, refusing unknown
-// fields and trailing data. An empty body is fine when optional.
+// decodeBody reads r and decodes it, one JSON object, into dst, refusing
+// unknown fields, trailing data and bytes that are not UTF-8 (which the
+// JSON decoder would silently replace). An empty body is fine when
+// optional.
 func decodeBody(r io.Reader, dst any, optional bool) error {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return readError(err)
+	}
+	if !utf8.Valid(data) {
+		return badRequest("request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	err = dec.Decode(dst)
 	if err == nil {
 		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
 			err = errors.New("unexpected data after the JSON object")
@@ -770,15 +795,9 @@ func decodeBody(r io.Reader, dst any, optional bool) error {
 			}
 		}
 	}
-	var tooBig *http.MaxBytesError
-	var netErr net.Error
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &tooBig):
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return withStatus(http.StatusRequestTimeout, errors.New("the request body did not arrive in time"))
 	case errors.Is(err, io.EOF) && optional:
 		return nil
 	case errors.Is(err, io.EOF):
