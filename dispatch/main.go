@@ -66,6 +66,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		hosts    = fs.String("allowed-hosts", "", "comma-separated extra Host values the web server answers, as name (on the -http port) or name:port; always allowed: the -http address, localhost, 127.0.0.1 and [::1] with its port")
 		maxConns = fs.Int("max-conns", web.DefaultConfig().MaxConns, "most connections the web server holds at once, WebSockets included; beyond it a connection is answered 503 and closed")
 		maxWS    = fs.Int("max-websockets", web.DefaultConfig().MaxWebSockets, "most WebSocket connections at once (less than -max-conns); beyond it an upgrade gets 503")
+		summary  = fs.Duration("log-summary", web.DefaultConfig().LogSummaryInterval, "how often the web server logs one line counting its requests and WebSocket commands (none when idle); each one is logged at debug")
 		token    = fs.String("api-token", os.Getenv("SUPERHERO_API_TOKEN"), "bearer token for the API, and for the page through a one-time login link printed at start (default $SUPERHERO_API_TOKEN); required when -http is not a loopback address")
 	)
 	var clockFlags layout.ClockFlags
@@ -119,6 +120,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	webCfg.Addr = *httpAddr
 	webCfg.APIToken = *token
 	webCfg.MaxConns, webCfg.MaxWebSockets = *maxConns, *maxWS
+	webCfg.LogSummaryInterval = *summary
 	for _, h := range strings.Split(*hosts, ",") {
 		if h = strings.TrimSpace(h); h != "" {
 			webCfg.AllowedHosts = append(webCfg.AllowedHosts, h)

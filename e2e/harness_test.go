@@ -152,10 +152,13 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 }
 
 // count returns how many lines of node output contain every substring.
-func (l *logBuffer) count(substrings ...string) int {
+func (l *logBuffer) count(substrings ...string) int { return len(l.lines(substrings...)) }
+
+// lines returns the lines of node output that contain every substring.
+func (l *logBuffer) lines(substrings ...string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	var out []string
 outer:
 	for _, line := range strings.Split(l.b.String(), "\n") {
 		for _, s := range substrings {
@@ -163,9 +166,9 @@ outer:
 				continue outer
 			}
 		}
-		n++
+		out = append(out, line)
 	}
-	return n
+	return out
 }
 
 func (l *logBuffer) dump() {

@@ -63,6 +63,21 @@
 //     length: invalid superhero id "xxxx…"… (20000 bytes). Error texts
 //     never exceed 1 KiB.
 //
+// # Logs
+//
+// Every line carries node=dispatch and actor=web (actor=hub for the
+// hub). Single requests, WebSocket commands and WebSocket opens and
+// closes are logged at DEBUG (a 500, which is a bug, at ERROR). Once a
+// minute (Config.LogSummaryInterval, -log-summary) one INFO line sums up
+// the interval, and nothing is written for an idle one:
+//
+//	msg="http summary" interval=1m0s requests=120 2xx=110 3xx=0 4xx=10 5xx=0 1xx=1 ws_commands=40 ws_command_errors=2 ws_opened=1 websockets=1 refused_conns=0
+//
+// (1xx counts WebSocket upgrades.) A refused request (421, 401, a used
+// login link, the WebSocket cap, the connection cap) is logged at WARN
+// once per kind and interval, the rest of that kind at DEBUG, and all of
+// them are counted in the summary.
+//
 // # HTTP API
 //
 // Every error, including unknown routes (404), wrong methods (405),

@@ -114,6 +114,13 @@ type Config struct {
 	// upgrade beyond it gets 503 before upgrading. It must be less than
 	// MaxConns, so that the API stays reachable. Default 128.
 	MaxWebSockets int
+	// LogSummaryInterval is how often Serve logs one INFO line counting
+	// the requests by status class, the WebSocket commands and the
+	// connections refused since the last one (nothing when there were
+	// none). Single requests and commands are logged at DEBUG, and
+	// refused requests at WARN at most once per kind in this interval.
+	// Default 1 min.
+	LogSummaryInterval time.Duration
 	// PingInterval is how often a WebSocket is pinged; a client that does
 	// not answer within WriteTimeout is disconnected, and its place
 	// freed. Default 30 s.
@@ -138,6 +145,8 @@ func DefaultConfig() Config {
 		MaxConns:        512,
 		MaxWebSockets:   128,
 		PingInterval:    30 * time.Second,
+
+		LogSummaryInterval: time.Minute,
 	}
 }
 
@@ -185,6 +194,9 @@ func (c Config) withDefaults() Config {
 	if c.PingInterval <= 0 {
 		c.PingInterval = d.PingInterval
 	}
+	if c.LogSummaryInterval <= 0 {
+		c.LogSummaryInterval = d.LogSummaryInterval
+	}
 	return c
 }
 
@@ -226,6 +238,7 @@ type Server struct {
 	echo    *echo.Echo
 	auth    *auth // nil without an API token
 	warns   warnLimiter
+	stats   stats
 
 	listener atomic.Pointer[limitListener] // set by Serve
 
@@ -268,7 +281,8 @@ func New(cfg Config, backend service.Backend, hub *Hub, logger *slog.Logger) (*S
 		ctx:     ctx,
 		cancel:  cancel,
 	}
-	s.warns.init(time.Minute)
+	s.warns.init(cfg.LogSummaryInterval)
+	s.stats.since = time.Now()
 	if cfg.APIToken != "" {
 		s.auth = newAuth(cfg.APIToken, cfg.SessionTTL)
 	}
@@ -355,6 +369,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	limited := newLimitListener(ln, s.cfg.MaxConns, func(remote string, answered bool) {
+		s.stats.refusedConns.Add(1)
 		s.warnf("conns", "connection refused: too many connections", "max", s.cfg.MaxConns, "answered", answered, "remote", remote)
 	})
 	s.listener.Store(limited)
@@ -366,11 +381,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.log.Info("page login link (one-time)", "url", link)
 	}
 
-	select {
-	case err := <-errc:
-		s.cancel()
-		return fmt.Errorf("dispatch: serve: %w", err)
-	case <-ctx.Done():
+	summaries := time.NewTicker(s.cfg.LogSummaryInterval)
+	defer summaries.Stop()
+wait:
+	for {
+		select {
+		case err := <-errc:
+			s.cancel()
+			s.logSummary()
+			return fmt.Errorf("dispatch: serve: %w", err)
+		case <-summaries.C:
+			s.logSummary()
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -378,6 +402,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
+	s.logSummary() // what the last interval saw
 	s.log.Info("http stopped", "err", err)
 	return err
 }
@@ -438,8 +463,9 @@ func (s *Server) track() bool {
 
 // --- middleware ---
 
-// logRequests logs one short line per request. It handles the error
-// itself so the logged status is the one sent.
+// logRequests logs one short line per request at DEBUG (a 500, a bug, at
+// ERROR) and counts it for the summary. It handles the error itself so the
+// logged status is the one sent.
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -448,16 +474,15 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		req, status := c.Request(), c.Response().Status
-		level := slog.LevelInfo
-		switch {
-		case status == http.StatusInternalServerError:
+		s.stats.request(status)
+		level := slog.LevelDebug
+		if status == http.StatusInternalServerError {
 			level = slog.LevelError
-		case status >= 500:
-			level = slog.LevelWarn
-		case req.URL.Path == "/healthz" || req.URL.Path == "/readyz" || strings.HasPrefix(req.URL.Path, "/static/"):
-			level = slog.LevelDebug
 		}
-		attrs := []any{"method", req.Method, "path", req.URL.Path, "status", status, "dur", time.Since(start).Round(time.Microsecond)}
+		if !s.log.Enabled(req.Context(), level) {
+			return nil
+		}
+		attrs := []any{"method", req.Method, "path", clip(req.URL.Path), "status", status, "dur", time.Since(start).Round(time.Microsecond)}
 		if err != nil && status >= 500 {
 			attrs = append(attrs, "err", err)
 		}

@@ -76,7 +76,7 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 
 	sub, err := s.hub.Subscribe(func() service.Event { return s.snapshot(ctx) })
 	if err != nil {
-		log.Info("websocket refused", "err", err)
+		log.Debug("websocket refused", "err", err)
 		if err := conn.Close(websocket.StatusGoingAway, "server shutting down"); err != nil {
 			log.Debug("websocket close handshake", "err", err)
 		}
@@ -84,7 +84,8 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	}
 	defer sub.Close()
 	wc := &wsConn{s: s, conn: conn, sub: sub, log: log, replies: make(chan []byte, repliesQueued)}
-	wc.log.Info("websocket open", "subscribers", s.hub.Subscribers())
+	s.stats.wsOpened.Add(1)
+	wc.log.Debug("websocket open", "subscribers", s.hub.Subscribers())
 
 	// The reader's context is not ctx: cancelling a read closes the
 	// connection at once, and on shutdown the writer first sends a close
@@ -109,7 +110,7 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	if err := conn.CloseNow(); err != nil && !errors.Is(err, net.ErrClosed) {
 		wc.log.Debug("websocket close", "err", err)
 	}
-	wc.log.Info("websocket closed", "reason", reason, "dur", time.Since(start).Round(time.Millisecond))
+	wc.log.Debug("websocket closed", "reason", reason, "dur", time.Since(start).Round(time.Millisecond))
 }
 
 // snapshot is the first event of a connection.
@@ -231,6 +232,7 @@ func (wc *wsConn) readLoop(readCtx, cmdCtx context.Context, writerDone <-chan st
 			wc.log.Debug("websocket read ended", "err", err)
 			return
 		}
+		wc.s.stats.wsCommands.Add(1)
 		var reply []byte
 		switch {
 		case typ != websocket.MessageText:
@@ -301,7 +303,7 @@ func (wc *wsConn) execute(ctx context.Context, data []byte) []byte {
 	default:
 		err = badRequest("unknown op " + quoteInput(cmd.Op))
 	}
-	wc.log.Info("websocket command", "op", cmd.Op, "status", statusOf(err), "dur", time.Since(start).Round(time.Microsecond))
+	wc.log.Debug("websocket command", "op", clip(cmd.Op), "status", statusOf(err), "dur", time.Since(start).Round(time.Microsecond))
 	if err != nil {
 		return wc.errorReply(cmd.Ref, err)
 	}
@@ -313,6 +315,7 @@ func (wc *wsConn) execute(ctx context.Context, data []byte) []byte {
 }
 
 func (wc *wsConn) errorReply(ref json.RawMessage, err error) []byte {
+	wc.s.stats.wsErrors.Add(1)
 	status := statusOf(err)
 	if status == http.StatusInternalServerError {
 		wc.log.Error("websocket command failed", "err", err)
