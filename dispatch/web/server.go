@@ -335,7 +335,10 @@ func (s *Server) routes() *echo.Echo {
 }
 
 // Handler returns the HTTP handler, for tests and for callers that run
-// their own http.Server. Call Shutdown to end WebSocket connections.
+// their own http.Server. Call Shutdown to end WebSocket connections. It
+// answers for the Hosts of Config.Addr's port (Serve takes the listener's
+// port instead); the limits on connections, read times and headers and
+// the log summary are Serve's, not the handler's.
 func (s *Server) Handler() http.Handler { return s.echo }
 
 // Run listens on Config.Addr and serves until ctx ends, then shuts down
