@@ -28,11 +28,13 @@
 //
 // The page's session: at start, dispatch logs a one-time link,
 // http://HOST:PORT/login?t=CODE ("page login link"). GET of it sets the
-// cookie superhero_session (HttpOnly, SameSite=Strict, Path=/, for 24 h)
-// and answers 303 to /; the code is then used up (401 the next time) and
-// a new link is logged for the next browser. HEAD of the link answers
-// 303 or 401 without using it up or setting a cookie. The API does not take
-// the cookie. Tokens, codes and sessions are compared in constant time.
+// cookie superhero_session_PORT (HttpOnly, SameSite=Strict, Path=/, for
+// 24 h; named after the port because browsers do not keep cookies apart
+// by port) and answers 303 to /; the code is then used up (401 the next
+// time) and a new link is logged for the next browser. HEAD of the link
+// answers 303 or 401 without using it up or setting a cookie. The API
+// does not take the cookie. Tokens, codes and sessions are compared in
+// constant time.
 //
 // State-changing calls (POST, PUT, and a DELETE that carries a body) must
 // send Content-Type: application/json (a charset parameter may only say

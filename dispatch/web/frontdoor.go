@@ -25,8 +25,10 @@ import (
 // MinAPITokenLen is the shortest Config.APIToken accepted, in bytes.
 const MinAPITokenLen = 16
 
-// sessionCookie is the page's session cookie, set by /login.
-const sessionCookie = "superhero_session"
+// sessionCookie is the name of the page's session cookie, set by
+// /login, before the port: cookies are not kept apart by port, and two
+// dispatches on one machine must not overwrite each other's.
+const sessionCookie = "superhero_session_"
 
 // maxSessions bounds the page sessions kept; the oldest goes first.
 const maxSessions = 1024
@@ -199,9 +201,9 @@ func (a *auth) bearerOK(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], a.token[:]) == 1
 }
 
-// sessionOK reports whether r carries a session cookie that is valid.
-func (a *auth) sessionOK(r *http.Request) bool {
-	c, err := r.Cookie(sessionCookie)
+// sessionOK reports whether r carries a valid session cookie named name.
+func (a *auth) sessionOK(r *http.Request, name string) bool {
+	c, err := r.Cookie(name)
 	if err != nil || c.Value == "" {
 		return false
 	}
@@ -273,7 +275,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			return next(c)
 		}
 		api := strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/api"
-		if !api && s.auth.sessionOK(r) {
+		if !api && s.auth.sessionOK(r, s.cookieName()) {
 			return next(c)
 		}
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="dispatch"`)
@@ -308,7 +310,7 @@ func (s *Server) login(c echo.Context) error {
 		return withStatus(http.StatusUnauthorized, errors.New("login link invalid or already used: use the latest link dispatch logged"))
 	}
 	c.SetCookie(&http.Cookie{
-		Name:     sessionCookie,
+		Name:     s.cookieName(),
 		Value:    session,
 		Path:     "/",
 		MaxAge:   int(s.cfg.SessionTTL / time.Second),
@@ -320,6 +322,9 @@ func (s *Server) login(c echo.Context) error {
 	s.log.Info("page login link (one-time)", "url", s.loginURL(next))
 	return c.Redirect(http.StatusSeeOther, "/")
 }
+
+// cookieName is the session cookie's name: superhero_session_PORT.
+func (s *Server) cookieName() string { return sessionCookie + s.port.Load().(string) }
 
 // LoginLink returns the current one-time login link of the page, or ""
 // without an API token.

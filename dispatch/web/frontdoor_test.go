@@ -133,6 +133,9 @@ func TestConfigValidate(t *testing.T) {
 		{Config{AllowedOrigins: []string{"["}}, "allowed origin"},
 		{Config{MaxConns: 10, MaxWebSockets: 10}, "none for the API"},
 		{Config{MaxConns: 10}, ""},
+		{Config{ReadTimeout: time.Second}, "must exceed the command timeout"},
+		{Config{AnswerTimeout: time.Second}, "must exceed the command timeout"},
+		{Config{ReadTimeout: time.Second, AnswerTimeout: time.Second, CommandTimeout: time.Second / 2}, ""},
 	} {
 		err := tc.cfg.Validate()
 		switch {
@@ -224,7 +227,7 @@ func TestAPIToken(t *testing.T) {
 		{"GET", "/", nil, 401},
 		{"GET", "/static/app.js", nil, 401},
 		{"GET", "/", bearer(testToken), 200},
-		{"GET", "/api/superheroes", http.Header{"Cookie": {sessionCookie + "=made-up"}}, 401},
+		{"GET", "/api/superheroes", http.Header{"Cookie": {e.srv.cookieName() + "=made-up"}}, 401},
 	} {
 		r := e.do(tc.method, tc.path, nil, tc.header)
 		if r.status != tc.want {
@@ -277,7 +280,7 @@ func TestPageLogin(t *testing.T) {
 	}
 	var session *http.Cookie
 	for _, c := range res.Cookies() {
-		if c.Name == sessionCookie {
+		if c.Name == e.srv.cookieName() {
 			session = c
 		}
 	}
@@ -302,7 +305,7 @@ func TestPageLogin(t *testing.T) {
 		t.Fatalf("no new link logged after the first was used: %q", next)
 	}
 
-	cookie := http.Header{"Cookie": {sessionCookie + "=" + session.Value}}
+	cookie := http.Header{"Cookie": {e.srv.cookieName() + "=" + session.Value}}
 	if r := e.do("GET", "/", nil, cookie); r.status != 200 {
 		t.Fatalf("page with the session: %d %s", r.status, r.body)
 	}
@@ -320,7 +323,7 @@ func TestPageLogin(t *testing.T) {
 	if err == nil || res == nil || res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("WebSocket without a token: %v", err)
 	}
-	_, res, err = websocket.Dial(ctx, e.wsURL(), &websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {sessionCookie + "=nope"}}})
+	_, res, err = websocket.Dial(ctx, e.wsURL(), &websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {e.srv.cookieName() + "=nope"}}})
 	if err == nil || res == nil || res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("WebSocket with a made-up cookie: %v", err)
 	}
@@ -353,13 +356,13 @@ func TestSessionExpires(t *testing.T) {
 		t.Fatal("login refused")
 	}
 	req, _ := http.NewRequest("GET", "/", nil)
-	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: session})
-	if !a.sessionOK(req) {
+	req.AddCookie(&http.Cookie{Name: "s", Value: session})
+	if !a.sessionOK(req, "s") {
 		t.Fatal("fresh session refused")
 	}
 	start := a.now()
 	a.now = func() time.Time { return start.Add(time.Hour) }
-	if a.sessionOK(req) {
+	if a.sessionOK(req, "s") {
 		t.Fatal("expired session taken")
 	}
 }

@@ -34,7 +34,7 @@ func (e *env) rawConn() net.Conn {
 // not cut by the same deadline.
 func TestSlowBodyIsCut(t *testing.T) {
 	const timeout = 300 * time.Millisecond
-	e := newEnv(t, func(c *Config, _ *HubConfig) { c.ReadTimeout = timeout })
+	e := newEnv(t, func(c *Config, _ *HubConfig) { c.ReadTimeout, c.CommandTimeout = timeout, timeout/2 })
 	ws := e.dial(t.Context(), nil)
 	nextFrame(t, ws, "snapshot")
 

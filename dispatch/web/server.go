@@ -218,6 +218,10 @@ func (c Config) Validate() error {
 		return err
 	}
 	switch {
+	case c.ReadTimeout <= c.CommandTimeout || c.AnswerTimeout <= c.CommandTimeout:
+		// The HTTP server cancels a request still running when the read
+		// deadline passes, and cuts its answer at the write deadline.
+		return fmt.Errorf("dispatch: the read timeout (%s) and the answer timeout (%s) must exceed the command timeout (%s)", c.ReadTimeout, c.AnswerTimeout, c.CommandTimeout)
 	case c.MaxWebSockets >= c.MaxConns:
 		return fmt.Errorf("dispatch: at most %d WebSockets with at most %d connections would leave none for the API", c.MaxWebSockets, c.MaxConns)
 	case c.APIToken == "" && !isLoopback(c.Addr):
