@@ -107,7 +107,13 @@ func TestConnectionCap(t *testing.T) {
 	for range 3 {
 		held = append(held, e.rawConn()) // they say nothing
 	}
-	waitFor(t, 5*time.Second, "3 connections accepted", func() bool { return e.srv.listener.Load().inUse() == 3 })
+	inUse := func() int {
+		if l := e.srv.listener.Load(); l != nil { // nil until Serve runs
+			return l.inUse()
+		}
+		return 0
+	}
+	waitFor(t, 5*time.Second, "3 connections accepted", func() bool { return inUse() == 3 })
 
 	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	res, err := fresh.Get(e.url + "/api/superheroes")
@@ -124,7 +130,7 @@ func TestConnectionCap(t *testing.T) {
 	}
 
 	held[0].Close()
-	waitFor(t, 5*time.Second, "the closed connection's slot back", func() bool { return e.srv.listener.Load().inUse() == 2 })
+	waitFor(t, 5*time.Second, "the closed connection's slot back", func() bool { return inUse() == 2 })
 	res, err = fresh.Get(e.url + "/api/superheroes")
 	if err != nil {
 		t.Fatal(err)
