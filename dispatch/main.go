@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -62,6 +63,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
 		slot     = fs.Int("slot", 0, "node slot (0 is dispatch's)")
 		quorum   = fs.String("write-quorum", "1", "acknowledge a create, terminate or assign home once this many cities merged it: a count, all (every city up), or 0 (from dispatch's memory: a crash right after can lose it)")
+		hosts    = fs.String("allowed-hosts", "", "comma-separated extra Host values the web server answers, as name (on the -http port) or name:port; always allowed: the -http address, localhost, 127.0.0.1 and [::1] with its port")
+		maxConns = fs.Int("max-conns", web.DefaultConfig().MaxConns, "most connections the web server holds at once, WebSockets included; beyond it a connection is answered 503 and closed")
+		maxWS    = fs.Int("max-websockets", web.DefaultConfig().MaxWebSockets, "most WebSocket connections at once (less than -max-conns); beyond it an upgrade gets 503")
+		summary  = fs.Duration("log-summary", web.DefaultConfig().LogSummaryInterval, "how often the web server logs one line counting its requests and WebSocket commands (none when idle); each one is logged at debug")
+		token    = fs.String("api-token", os.Getenv("SUPERHERO_API_TOKEN"), "bearer token for the API, and for the page through a one-time login link printed at start (default $SUPERHERO_API_TOKEN); required when -http is not a loopback address")
 	)
 	var clockFlags layout.ClockFlags
 	clockFlags.Register(fs)
@@ -110,14 +116,26 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		base: base,
 		log:  log,
 	}
+	webCfg := web.DefaultConfig()
+	webCfg.Addr = *httpAddr
+	webCfg.APIToken = *token
+	webCfg.MaxConns, webCfg.MaxWebSockets = *maxConns, *maxWS
+	webCfg.LogSummaryInterval = *summary
+	for _, h := range strings.Split(*hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			webCfg.AllowedHosts = append(webCfg.AllowedHosts, h)
+		}
+	}
+	// A web setting that cannot work fails before joining the cluster.
+	if err := webCfg.Validate(); err != nil {
+		return err
+	}
 	m, err := j.join(ctx)
 	if err != nil {
 		return err
 	}
 	// The web server outlives memberships: it serves whichever is current.
 	current := backend.NewCurrent(m.be)
-	webCfg := web.DefaultConfig()
-	webCfg.Addr = *httpAddr
 	srv, err := web.New(webCfg, current, hub, log.With("actor", "web"))
 	if err != nil {
 		m.stop()

@@ -35,6 +35,10 @@ type labCluster struct {
 
 const labRemotePort = 8100
 
+// labAPIToken is dispatch's -api-token in the lab, where its web server
+// is not on loopback and so must have one.
+const labAPIToken = "lab-api-token-0123456789"
+
 func newLabCluster(t *testing.T) *labCluster {
 	t.Helper()
 	if binDir == "" {
@@ -122,7 +126,7 @@ func (lc *labCluster) api() *api {
 		return lc.lab.DialContext(ctx, "client", network, addr)
 	}}
 	lc.t.Cleanup(tr.CloseIdleConnections)
-	return &api{t: lc.t, base: "http://" + lc.httpAddr(), http: &http.Client{Timeout: 3 * time.Second, Transport: tr}}
+	return &api{t: lc.t, base: "http://" + lc.httpAddr(), http: &http.Client{Timeout: 3 * time.Second, Transport: tr}, token: labAPIToken}
 }
 
 func (lc *labCluster) dumpLogs() {
@@ -166,7 +170,7 @@ func TestAcrossHosts(t *testing.T) {
 	for _, city := range cities {
 		procs[city] = lc.start(city, append(lc.args(city, lc.certs), cityArgs...)...)
 	}
-	procs["dispatch"] = lc.start("dispatch", append(lc.args("dispatch", lc.certs), "-http", lc.httpAddr())...)
+	procs["dispatch"] = lc.start("dispatch", append(lc.args("dispatch", lc.certs), "-http", lc.httpAddr(), "-api-token", labAPIToken)...)
 	allUp := func() bool {
 		cs := a.cluster()
 		return cs.Ready && cs.city("gotham").Up && cs.city("metropolis").Up && cs.city("capitol").Up

@@ -136,6 +136,7 @@ func (p *page) data(sel, name string) string {
 // closes the page's WebSocket; the page reconnects to the new one.
 type pageServer struct {
 	url     string
+	addr    string // host:port listened on
 	backend *pageBackend
 	cur     atomic.Pointer[pageServing]
 }
@@ -148,10 +149,13 @@ type pageServing struct {
 func startPageServer(t *testing.T) *pageServer {
 	t.Helper()
 	st := &pageServer{backend: &pageBackend{}}
-	st.serve(t)
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st.cur.Load().srv.Handler().ServeHTTP(w, r)
 	}))
+	// The server answers for the Host of its own address.
+	st.addr = ts.Listener.Addr().String()
+	st.serve(t)
+	ts.Start()
 	st.url = ts.URL + "/"
 	t.Cleanup(func() {
 		st.cur.Load().stop(t)
@@ -164,7 +168,7 @@ func startPageServer(t *testing.T) *pageServer {
 func (st *pageServer) serve(t *testing.T) *pageServing {
 	t.Helper()
 	hub := web.NewHub(web.HubConfig{}, nil)
-	srv, err := web.New(web.Config{}, st.backend, hub, nil)
+	srv, err := web.New(web.Config{Addr: st.addr}, st.backend, hub, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

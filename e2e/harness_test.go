@@ -152,10 +152,13 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 }
 
 // count returns how many lines of node output contain every substring.
-func (l *logBuffer) count(substrings ...string) int {
+func (l *logBuffer) count(substrings ...string) int { return len(l.lines(substrings...)) }
+
+// lines returns the lines of node output that contain every substring.
+func (l *logBuffer) lines(substrings ...string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := 0
+	var out []string
 outer:
 	for _, line := range strings.Split(l.b.String(), "\n") {
 		for _, s := range substrings {
@@ -163,9 +166,9 @@ outer:
 				continue outer
 			}
 		}
-		n++
+		out = append(out, line)
 	}
-	return n
+	return out
 }
 
 func (l *logBuffer) dump() {
@@ -180,9 +183,10 @@ func (l *logBuffer) dump() {
 
 // api is a small JSON client for dispatch's API.
 type api struct {
-	t    *testing.T
-	base string
-	http *http.Client
+	t     *testing.T
+	base  string
+	http  *http.Client
+	token string // sent as a bearer token when set (dispatch's -api-token)
 }
 
 func (c *cluster) api() *api {
@@ -205,8 +209,11 @@ func (a *api) do(method, path string, body any, out any) (int, time.Duration) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	if body != nil {
+	if body != nil || method == http.MethodPost || method == http.MethodPut {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	start := time.Now()
 	resp, err := a.http.Do(req)

@@ -120,7 +120,7 @@ func TestAPI(t *testing.T) {
 		{name: "create not an object", method: "POST", path: "/api/superheroes", body: `["x"]`, want: 400},
 		{name: "create oversize", method: "POST", path: "/api/superheroes", body: bigBody(64 << 10), want: 413},
 		{name: "create oversize chunked", path: "/api/superheroes", want: 413, send: func(e *env, path string) response {
-			return e.do("POST", path, chunked{strings.NewReader(bigBody(64 << 10))}, nil)
+			return e.do("POST", path, chunked{strings.NewReader(bigBody(64 << 10))}, http.Header{"Content-Type": {"application/json"}})
 		}},
 		{name: "create backend failure", method: "POST", path: "/api/superheroes", want: 500,
 			setup: func(e *env) { e.backend.fail = errBoom },
@@ -130,10 +130,10 @@ func TestAPI(t *testing.T) {
 				}
 			}},
 		{name: "create from another origin", path: "/api/superheroes", want: 403, send: func(e *env, path string) response {
-			return e.do("POST", path, nil, http.Header{"Origin": {"http://evil.example"}})
+			return e.do("POST", path, nil, http.Header{"Origin": {"http://evil.example"}, "Content-Type": {"application/json"}})
 		}},
 		{name: "create from own origin", path: "/api/superheroes", want: 201, send: func(e *env, path string) response {
-			return e.do("POST", path, nil, http.Header{"Origin": {e.ts.URL}})
+			return e.do("POST", path, nil, http.Header{"Origin": {e.url}, "Content-Type": {"application/json"}})
 		}},
 
 		// get
@@ -260,7 +260,7 @@ func TestAPI(t *testing.T) {
 		{name: "bomb unknown field", method: "POST", path: "/api/bomb", body: `{"town":"gotham"}`, want: 400},
 		{name: "bomb oversize", method: "POST", path: "/api/bomb", body: bigBody(100 << 10), want: 413},
 		{name: "bomb from another origin", path: "/api/bomb", want: 403, send: func(e *env, path string) response {
-			return e.do("POST", path, strings.NewReader(`{"city":"gotham"}`), http.Header{"Origin": {"https://evil.example"}})
+			return e.do("POST", path, strings.NewReader(`{"city":"gotham"}`), http.Header{"Origin": {"https://evil.example"}, "Content-Type": {"application/json"}})
 		}},
 
 		// cluster

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -57,9 +59,23 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
+// maxErrorMessage bounds the text of an error answer, in bytes: every
+// message quotes at most maxQuoted bytes of the client's input, and this
+// is the backstop.
+const maxErrorMessage = 1024
+
 // errorMessage is the text a client sees for err with status. Internal
-// errors are not shown; everything else is the error's own text.
+// errors are not shown; everything else is the error's own text, cut to
+// maxErrorMessage bytes.
 func errorMessage(err error, status int) string {
+	msg := fullErrorMessage(err, status)
+	if len(msg) > maxErrorMessage {
+		msg = cut(msg, maxErrorMessage) + "…"
+	}
+	return msg
+}
+
+func fullErrorMessage(err error, status int) string {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		msg, ok := he.Message.(string)
@@ -92,3 +108,27 @@ func lowerStatusText(code int) string {
 
 // errCatchingUp answers reads while dispatch has not caught up.
 var errCatchingUp = fmt.Errorf("%w: dispatch is catching up", service.ErrUnavailable)
+
+// maxQuoted is the most bytes of client input an error message quotes.
+const maxQuoted = 100
+
+// quoteInput quotes client input for an error message: at most maxQuoted
+// bytes of it, then how long it was.
+func quoteInput(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(cut(s, maxQuoted)), len(s))
+}
+
+// cut returns the longest prefix of s of at most n bytes that does not end
+// inside a UTF-8 sequence.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

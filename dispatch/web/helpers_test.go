@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -270,9 +269,42 @@ func (f *fakeBackend) seedDead(t *testing.T, name string) crdt.Hero {
 
 // testLogger sends logs to t.Log until the test ends.
 func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(newTestWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func newTestWriter(t *testing.T) *testWriter {
 	w := &testWriter{t: t}
 	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return w
+}
+
+// logBuffer keeps log lines for a test to look at.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the lines holding every one of substrings.
+func (l *logBuffer) lines(substrings ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+next:
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		for _, s := range substrings {
+			if !strings.Contains(line, s) {
+				continue next
+			}
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 type testWriter struct {
@@ -296,42 +328,61 @@ func (w *testWriter) stop() {
 	w.done = true
 }
 
-// env is a server over a fake backend, on a real HTTP listener.
+// env is a server over a fake backend, served by Serve on a real
+// loopback listener.
 type env struct {
 	t       *testing.T
 	srv     *Server
 	hub     *Hub
 	backend *fakeBackend
-	ts      *httptest.Server
+	logs    *logBuffer // everything the server and hub logged
+	url     string     // http://127.0.0.1:PORT
+	addr    string     // 127.0.0.1:PORT
+	client  *http.Client
+	token   string // sent as a bearer token by do, when set
 }
 
 type envOption func(*Config, *HubConfig)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
-	cfg := Config{NewName: func() string { return "Captain Test" }}
+	ln, err := listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Addr: ln.Addr().String(), NewName: func() string { return "Captain Test" }}
 	var hcfg HubConfig
 	for _, o := range opts {
 		o(&cfg, &hcfg)
 	}
-	log := testLogger(t)
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(newTestWriter(t), logs), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hub := NewHub(hcfg, log)
 	fb := newFakeBackend(hub)
 	srv, err := New(cfg, fb, hub, log)
 	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ctx, ln) }()
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 10 * time.Second}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("Serve did not return after its context ended")
 		}
-		ts.Close()
+		client.CloseIdleConnections()
 		hub.Close()
 	})
-	return &env{t: t, srv: srv, hub: hub, backend: fb, ts: ts}
+	addr := ln.Addr().String()
+	return &env{t: t, srv: srv, hub: hub, backend: fb, logs: logs, url: "http://" + addr, addr: addr, client: client}
 }
 
 type response struct {
@@ -347,17 +398,34 @@ func (r response) json(t *testing.T, v any) {
 	}
 }
 
-// do sends a request; a body of nil sends none.
+// errorText returns the "error" of a JSON error body.
+func (r response) errorText(t *testing.T) string {
+	t.Helper()
+	var body struct {
+		Error string `json:"error"`
+	}
+	r.json(t, &body)
+	return body.Error
+}
+
+// do sends a request; a body of nil sends none. It sends e.token as a
+// bearer token unless header has an Authorization.
 func (e *env) do(method, path string, body io.Reader, header http.Header) response {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.ts.URL+path, body)
+	req, err := http.NewRequest(method, e.url+path, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
-	res, err := e.ts.Client().Do(req)
+	if h := req.Header.Get("Host"); h != "" {
+		req.Host = h
+	}
+	if e.token != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
+	res, err := e.client.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -369,13 +437,19 @@ func (e *env) do(method, path string, body io.Reader, header http.Header) respon
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
 
+// doJSON sends body (none if "") as application/json, as a client of the
+// API does.
 func (e *env) doJSON(method, path, body string) response {
 	e.t.Helper()
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
-	return e.do(method, path, r, nil)
+	var h http.Header
+	if method == http.MethodPost || method == http.MethodPut || body != "" {
+		h = http.Header{"Content-Type": {"application/json"}}
+	}
+	return e.do(method, path, r, h)
 }
 
 // waitFor polls cond until it holds, failing the test after timeout.
@@ -404,7 +478,7 @@ type frame struct {
 	Status  int             `json:"status"`
 }
 
-func (e *env) wsURL() string { return "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/ws" }
+func (e *env) wsURL() string { return "ws" + strings.TrimPrefix(e.url, "http") + "/ws" }
 
 // dial opens a WebSocket client; it is closed when the test ends.
 func (e *env) dial(ctx context.Context, opts *websocket.DialOptions) *websocket.Conn {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -14,10 +15,12 @@ import (
 	"path"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/brianvoe/gofakeit/v7"
 	"github.com/google/uuid"
@@ -66,6 +69,62 @@ type Config struct {
 	// tombstones as long, so that no stale live entry can bring a dead
 	// hero back. Default crdt.DefaultTombstoneTTL, the backend's default.
 	TombstoneTTL time.Duration
+	// AllowedHosts are extra values the Host header may name. Always
+	// allowed: Addr itself (unless its host is a wildcard such as 0.0.0.0),
+	// localhost, 127.0.0.1 and [::1], each with the port the server
+	// listens on. An entry "name" (or "[v6 address]") allows that name on
+	// the same port; "name:port" allows exactly that (a proxy's address).
+	// Any other Host gets 421, which is what defeats DNS rebinding: a page
+	// of another site that points its own name at this machine. Default
+	// none.
+	AllowedHosts []string
+	// APIToken, when not empty, protects everything but /healthz, /readyz
+	// and /login: the API then needs "Authorization: Bearer APIToken"
+	// (else 401); the page, its assets and the WebSocket need the bearer
+	// token or a session cookie, which a one-time login link sets (Serve
+	// logs the link; LoginLink returns it). At least MinAPITokenLen bytes.
+	// Required when Addr's host is not a loopback address. Default none.
+	APIToken string
+	// SessionTTL is how long a page session lasts after its login.
+	// Default 24 h.
+	SessionTTL time.Duration
+	// ReadTimeout bounds reading one request, its headers and its body,
+	// from its first byte: a client that sends part of a body and stalls
+	// gets 408 and its connection is closed when it runs out (one that
+	// stalls within the headers is closed without an answer). It does not
+	// apply to a WebSocket once upgraded (see PingInterval). Keep it above
+	// CommandTimeout. Default 10 s.
+	ReadTimeout time.Duration
+	// AnswerTimeout bounds an HTTP answer, from the end of its request's
+	// headers to its last byte: a client that does not read its answer is
+	// disconnected. It does not apply to a WebSocket once upgraded.
+	// Default 30 s.
+	AnswerTimeout time.Duration
+	// MaxHeaderBytes bounds a request's line and headers; the HTTP server
+	// answers 431 beyond it. Default 32 KiB.
+	MaxHeaderBytes int
+	// MaxConns bounds the connections open at once, WebSockets included. A
+	// connection beyond it is answered 503 {"error":"too many
+	// connections..."} with Connection: close once its request's headers
+	// arrived, and closed; it is closed without an answer when they do not
+	// arrive within 1 s, or when more than 32 are being refused at that
+	// moment. Default 512.
+	MaxConns int
+	// MaxWebSockets bounds the WebSocket connections open at once; an
+	// upgrade beyond it gets 503 before upgrading. It must be less than
+	// MaxConns, so that the API stays reachable. Default 128.
+	MaxWebSockets int
+	// LogSummaryInterval is how often Serve logs one INFO line counting
+	// the requests by status class, the WebSocket commands and the
+	// connections refused since the last one (nothing when there were
+	// none). Single requests and commands are logged at DEBUG, and
+	// refused requests at WARN at most once per kind in this interval.
+	// Default 1 min.
+	LogSummaryInterval time.Duration
+	// PingInterval is how often a WebSocket is pinged; a client that does
+	// not answer within WriteTimeout is disconnected, and its place
+	// freed. Default 30 s.
+	PingInterval time.Duration
 }
 
 // DefaultConfig returns the defaults.
@@ -79,6 +138,15 @@ func DefaultConfig() Config {
 		ShutdownTimeout: 5 * time.Second,
 		NewName:         func() string { return fakeHeroName(faker) },
 		TombstoneTTL:    crdt.DefaultTombstoneTTL,
+		SessionTTL:      24 * time.Hour,
+		ReadTimeout:     10 * time.Second,
+		AnswerTimeout:   30 * time.Second,
+		MaxHeaderBytes:  32 << 10,
+		MaxConns:        512,
+		MaxWebSockets:   128,
+		PingInterval:    30 * time.Second,
+
+		LogSummaryInterval: time.Minute,
 	}
 }
 
@@ -105,7 +173,63 @@ func (c Config) withDefaults() Config {
 	if c.TombstoneTTL <= 0 {
 		c.TombstoneTTL = d.TombstoneTTL
 	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = d.SessionTTL
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.AnswerTimeout <= 0 {
+		c.AnswerTimeout = d.AnswerTimeout
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = d.MaxConns
+	}
+	if c.MaxWebSockets <= 0 {
+		c.MaxWebSockets = min(d.MaxWebSockets, c.MaxConns-1)
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = d.PingInterval
+	}
+	if c.LogSummaryInterval <= 0 {
+		c.LogSummaryInterval = d.LogSummaryInterval
+	}
 	return c
+}
+
+// Validate reports a setting that cannot work: a malformed address,
+// origin pattern or allowed host, a missing API token on an address that
+// is not loopback, or one too short. Zero values are fine (defaults).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	for _, p := range c.AllowedOrigins {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("dispatch: allowed origin %q: %w", p, err)
+		}
+	}
+	_, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return fmt.Errorf("dispatch: http address %q: %w", c.Addr, err)
+	}
+	if _, err := allowedHosts(c.Addr, port, c.AllowedHosts); err != nil {
+		return err
+	}
+	switch {
+	case c.ReadTimeout <= c.CommandTimeout || c.AnswerTimeout <= c.CommandTimeout:
+		// The HTTP server cancels a request still running when the read
+		// deadline passes, and cuts its answer at the write deadline.
+		return fmt.Errorf("dispatch: the read timeout (%s) and the answer timeout (%s) must exceed the command timeout (%s)", c.ReadTimeout, c.AnswerTimeout, c.CommandTimeout)
+	case c.MaxWebSockets >= c.MaxConns:
+		return fmt.Errorf("dispatch: at most %d WebSockets with at most %d connections would leave none for the API", c.MaxWebSockets, c.MaxConns)
+	case c.APIToken == "" && !isLoopback(c.Addr):
+		return fmt.Errorf("dispatch: http address %s is not a loopback address: set an API token (-api-token or SUPERHERO_API_TOKEN)", c.Addr)
+	case c.APIToken != "" && len(c.APIToken) < MinAPITokenLen:
+		return fmt.Errorf("dispatch: the API token is shorter than %d bytes", MinAPITokenLen)
+	}
+	return nil
 }
 
 // Server is the dispatch node's web layer: the JSON API, the WebSocket
@@ -116,6 +240,16 @@ type Server struct {
 	hub     *Hub
 	log     *slog.Logger
 	echo    *echo.Echo
+	auth    *auth // nil without an API token
+	warns   warnLimiter
+	stats   stats
+
+	listener atomic.Pointer[limitListener] // set by Serve
+
+	// port is the port listened on (Config.Addr's until Serve knows the
+	// listener's); hosts the Host values allowed with it.
+	port  atomic.Value // string
+	hosts atomic.Pointer[hostSet]
 
 	// ctx ends every WebSocket connection; Shutdown cancels it.
 	ctx    context.Context
@@ -131,14 +265,14 @@ type Server struct {
 // logger as given: main has already tagged it with the node's name.
 func New(cfg Config, backend service.Backend, hub *Hub, logger *slog.Logger) (*Server, error) {
 	cfg = cfg.withDefaults()
-	for _, p := range cfg.AllowedOrigins {
-		if _, err := path.Match(p, ""); err != nil {
-			return nil, fmt.Errorf("dispatch: allowed origin %q: %w", p, err)
-		}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if backend == nil || hub == nil {
 		return nil, errors.New("dispatch: web server needs a backend and a hub")
 	}
+	_, port, _ := net.SplitHostPort(cfg.Addr)
+	hosts, _ := allowedHosts(cfg.Addr, port, cfg.AllowedHosts)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -151,6 +285,13 @@ func New(cfg Config, backend service.Backend, hub *Hub, logger *slog.Logger) (*S
 		ctx:     ctx,
 		cancel:  cancel,
 	}
+	s.warns.init(cfg.LogSummaryInterval)
+	s.stats.since = time.Now()
+	if cfg.APIToken != "" {
+		s.auth = newAuth(cfg.APIToken, cfg.SessionTTL)
+	}
+	s.port.Store(port)
+	s.hosts.Store(&hosts)
 	s.echo = s.routes()
 	return s, nil
 }
@@ -160,39 +301,48 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = echo.ExtractIPDirect()
-	e.Use(s.logRequests)
-	e.Use(s.recoverPanics)
+	// Before routing, so that unknown routes are refused alike.
+	e.Pre(s.logRequests, s.recoverPanics, s.checkHost, s.authenticate)
 	e.Use(s.limitBody)
 
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	// Every GET route answers HEAD too: the same status and headers, no
+	// body.
+	get := func(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+		e.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
+	}
+	get("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	// /readyz says whether dispatch's view may be trusted (after a
 	// restart, not until it has read a city); /healthz only that it runs.
-	e.GET("/readyz", func(c echo.Context) error {
+	get("/readyz", func(c echo.Context) error {
 		if !s.backend.Ready() {
 			return errCatchingUp
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 	})
 
-	e.GET("/api/superheroes", s.listHeroes)
-	e.POST("/api/superheroes", s.createHero, s.checkOrigin)
-	e.GET("/api/superheroes/:id", s.getHero)
-	e.DELETE("/api/superheroes/:id", s.deleteHero, s.checkOrigin)
-	e.PUT("/api/superheroes/:id/location", s.assignHero, s.checkOrigin)
-	e.POST("/api/bomb", s.bomb, s.checkOrigin)
-	e.GET("/api/cluster", s.cluster)
-	e.GET("/api/cities/:city/superheroes", s.cityHeroes)
+	get("/api/superheroes", s.listHeroes)
+	e.POST("/api/superheroes", s.createHero, s.checkOrigin, s.requireJSON)
+	get("/api/superheroes/:id", s.getHero)
+	e.DELETE("/api/superheroes/:id", s.deleteHero, s.checkOrigin, s.requireJSON)
+	e.PUT("/api/superheroes/:id/location", s.assignHero, s.checkOrigin, s.requireJSON)
+	e.POST("/api/bomb", s.bomb, s.checkOrigin, s.requireJSON)
+	get("/api/cluster", s.cluster)
+	get("/api/cities/:city/superheroes", s.cityHeroes)
 
-	e.GET("/ws", s.serveWS)
+	get("/ws", s.serveWS)
+	get("/login", s.login)
 
 	static := echo.MustSubFS(staticFiles, "static")
-	e.GET("/", echo.StaticFileHandler("index.html", static), s.pageHeaders)
-	e.GET("/static/*", echo.StaticDirectoryHandler(static, true), s.pageHeaders)
+	get("/", echo.StaticFileHandler("index.html", static), s.pageHeaders)
+	get("/static/*", echo.StaticDirectoryHandler(static, true), s.pageHeaders)
 	return e
 }
 
 // Handler returns the HTTP handler, for tests and for callers that run
-// their own http.Server. Call Shutdown to end WebSocket connections.
+// their own http.Server. Call Shutdown to end WebSocket connections. It
+// answers for the Hosts of Config.Addr's port (Serve takes the listener's
+// port instead); the limits on connections, read times and headers and
+// the log summary are Serve's, not the handler's.
 func (s *Server) Handler() http.Handler { return s.echo }
 
 // Run listens on Config.Addr and serves until ctx ends, then shuts down
@@ -210,24 +360,48 @@ func (s *Server) Run(ctx context.Context) error {
 // WebSocket (status 1001) and waits for requests in flight, all within
 // Config.ShutdownTimeout. It closes ln.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.echo,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		// No ReadTimeout or WriteTimeout: they would stay on hijacked
-		// WebSocket connections. Those have their own write deadlines.
+	if err := s.listeningOn(ln.Addr()); err != nil {
+		_ = ln.Close()
+		return err
 	}
+	srv := &http.Server{
+		Handler: s.echo,
+		// The HTTP server clears both deadlines when a WebSocket takes
+		// the connection over; WebSockets have their own write deadline
+		// (WriteTimeout, per frame) and pings.
+		ReadTimeout:    s.cfg.ReadTimeout,
+		WriteTimeout:   s.cfg.AnswerTimeout,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: s.cfg.MaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	limited := newLimitListener(ln, s.cfg.MaxConns, func(remote string, answered bool) {
+		s.stats.refusedConns.Add(1)
+		s.warnf("conns", "connection refused: too many connections", "max", s.cfg.MaxConns, "answered", answered, "remote", remote)
+	})
+	s.listener.Store(limited)
 	srv.RegisterOnShutdown(s.cancel)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(limited) }()
 	s.log.Info("http listening", "addr", ln.Addr().String())
+	if link := s.LoginLink(); link != "" {
+		s.log.Info("page login link (one-time)", "url", link)
+	}
 
-	select {
-	case err := <-errc:
-		s.cancel()
-		return fmt.Errorf("dispatch: serve: %w", err)
-	case <-ctx.Done():
+	summaries := time.NewTicker(s.cfg.LogSummaryInterval)
+	defer summaries.Stop()
+wait:
+	for {
+		select {
+		case err := <-errc:
+			s.cancel()
+			s.logSummary()
+			return fmt.Errorf("dispatch: serve: %w", err)
+		case <-summaries.C:
+			s.logSummary()
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
@@ -235,8 +409,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
+	s.logSummary() // what the last interval saw
 	s.log.Info("http stopped", "err", err)
 	return err
+}
+
+// listeningOn takes the port of the listener's address for the Host
+// allow-list and the login link.
+func (s *Server) listeningOn(addr net.Addr) error {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	port := strconv.Itoa(tcp.Port)
+	hosts, err := allowedHosts(s.cfg.Addr, port, s.cfg.AllowedHosts)
+	if err != nil {
+		return err
+	}
+	if !tcp.IP.IsUnspecified() {
+		if h, ok := canonicalHost(net.JoinHostPort(tcp.IP.String(), port)); ok {
+			hosts[h] = true
+		}
+	}
+	s.port.Store(port)
+	s.hosts.Store(&hosts)
+	return nil
 }
 
 // Shutdown closes every WebSocket connection with status 1001 (going
@@ -273,8 +470,9 @@ func (s *Server) track() bool {
 
 // --- middleware ---
 
-// logRequests logs one short line per request. It handles the error
-// itself so the logged status is the one sent.
+// logRequests logs one short line per request at DEBUG (a 500, a bug, at
+// ERROR) and counts it for the summary. It handles the error itself so the
+// logged status is the one sent.
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
@@ -283,16 +481,15 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		req, status := c.Request(), c.Response().Status
-		level := slog.LevelInfo
-		switch {
-		case status == http.StatusInternalServerError:
+		s.stats.request(status)
+		level := slog.LevelDebug
+		if status == http.StatusInternalServerError {
 			level = slog.LevelError
-		case status >= 500:
-			level = slog.LevelWarn
-		case req.URL.Path == "/healthz" || req.URL.Path == "/readyz" || strings.HasPrefix(req.URL.Path, "/static/"):
-			level = slog.LevelDebug
 		}
-		attrs := []any{"method", req.Method, "path", req.URL.Path, "status", status, "dur", time.Since(start).Round(time.Microsecond)}
+		if !s.log.Enabled(req.Context(), level) {
+			return nil
+		}
+		attrs := []any{"method", req.Method, "path", clip(req.URL.Path), "status", status, "dur", time.Since(start).Round(time.Microsecond)}
 		if err != nil && status >= 500 {
 			attrs = append(attrs, "err", err)
 		}
@@ -387,13 +584,8 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	status := statusOf(err)
 	msg := errorMessage(err, status) // logRequests logs the error itself
-	var werr error
-	if c.Request().Method == http.MethodHead {
-		werr = c.NoContent(status)
-	} else {
-		werr = c.JSON(status, errorJSON{Error: msg})
-	}
-	if werr != nil {
+	// For HEAD the HTTP server drops the body and keeps its headers.
+	if werr := c.JSON(status, errorJSON{Error: msg}); werr != nil {
 		s.log.Debug("http error response not written", "err", werr)
 	}
 }
@@ -544,7 +736,7 @@ func (s *Server) delete(ctx context.Context, id uuid.UUID) error {
 }
 
 func (s *Server) assign(ctx context.Context, id uuid.UUID, location string) (crdt.Hero, error) {
-	to, err := crdt.ParseLocation(location)
+	to, err := parseLocation(location)
 	if err != nil {
 		return crdt.Hero{}, err
 	}
@@ -573,6 +765,19 @@ func (s *Server) bombCity(ctx context.Context, city string) (crdt.Location, erro
 	return bombed, nil
 }
 
+// readError is the answer to a request whose body could not be read.
+func readError(err error) error {
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooBig):
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return withStatus(http.StatusRequestTimeout, errors.New("the request body did not arrive in time"))
+	}
+	return badRequest("request body could not be read: " + err.Error())
+}
+
 // --- input parsing ---
 
 // parseID accepts only the canonical 36-character form of a UUID.
@@ -581,33 +786,52 @@ func parseID(s string) (uuid.UUID, error) {
 		return uuid.UUID{}, badRequest("superhero id is required")
 	}
 	if len(s) != 36 {
-		return uuid.UUID{}, badRequest(fmt.Sprintf("invalid superhero id %q", s))
+		return uuid.UUID{}, badRequest("invalid superhero id " + quoteInput(s))
 	}
 	id, err := uuid.Parse(s)
 	if err != nil {
-		return uuid.UUID{}, badRequest(fmt.Sprintf("invalid superhero id %q", s))
+		return uuid.UUID{}, badRequest("invalid superhero id " + quoteInput(s))
 	}
 	return id, nil
 }
 
-// parseCity accepts a valid location other than Home.
-func parseCity(s string) (crdt.Location, error) {
+// parseLocation is crdt.ParseLocation with an error that quotes at most
+// maxQuoted bytes of s.
+func parseLocation(s string) (crdt.Location, error) {
 	l, err := crdt.ParseLocation(s)
 	if err != nil {
-		return "", err
-	}
-	if !l.IsCity() {
-		return "", fmt.Errorf("%w: %q", service.ErrUnknownCity, s)
+		return "", fmt.Errorf("%w: %s", crdt.ErrLocation, quoteInput(s))
 	}
 	return l, nil
 }
 
-// decodeBody decodes one JSON object from r into dst, refusing unknown
-// fields and trailing data. An empty body is fine when optional.
+// parseCity accepts a valid location other than Home.
+func parseCity(s string) (crdt.Location, error) {
+	l, err := parseLocation(s)
+	if err != nil {
+		return "", err
+	}
+	if !l.IsCity() {
+		return "", fmt.Errorf("%w: %s", service.ErrUnknownCity, quoteInput(s))
+	}
+	return l, nil
+}
+
+// decodeBody reads r and decodes it, one JSON object, into dst, refusing
+// unknown fields, trailing data and bytes that are not UTF-8 (which the
+// JSON decoder would silently replace). An empty body is fine when
+// optional.
 func decodeBody(r io.Reader, dst any, optional bool) error {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return readError(err)
+	}
+	if !utf8.Valid(data) {
+		return badRequest("request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(dst)
+	err = dec.Decode(dst)
 	if err == nil {
 		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
 			err = errors.New("unexpected data after the JSON object")
@@ -616,12 +840,9 @@ func decodeBody(r io.Reader, dst any, optional bool) error {
 			}
 		}
 	}
-	var tooBig *http.MaxBytesError
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &tooBig):
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
 	case errors.Is(err, io.EOF) && optional:
 		return nil
 	case errors.Is(err, io.EOF):
@@ -635,7 +856,14 @@ func decodeBody(r io.Reader, dst any, optional bool) error {
 	case errors.As(err, &typ) && typ.Field == "":
 		return badRequest("invalid JSON: expected an object, got " + typ.Value)
 	case errors.As(err, &typ):
-		return badRequest(fmt.Sprintf("invalid JSON: %q must not be %s", typ.Field, typ.Value))
+		return badRequest(fmt.Sprintf("invalid JSON: %s must not be %s", quoteInput(typ.Field), typ.Value))
 	}
-	return badRequest("invalid JSON: " + strings.TrimPrefix(err.Error(), "json: "))
+	msg := err.Error()
+	if field, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		// The field's name is the client's, and may be long.
+		if name, err := strconv.Unquote(field); err == nil {
+			return badRequest("invalid JSON: unknown field " + quoteInput(name))
+		}
+	}
+	return badRequest("invalid JSON: " + strings.TrimPrefix(msg, "json: "))
 }

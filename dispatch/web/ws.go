@@ -39,10 +39,16 @@ func (s *Server) serveWS(c echo.Context) error {
 		return withStatus(http.StatusServiceUnavailable, errors.New("dispatch: shutting down"))
 	}
 	defer s.conns.Done()
+	if !s.reserveWebSocket() {
+		s.warn(r, "websockets", "websocket refused: too many", "max", s.cfg.MaxWebSockets)
+		c.Response().Header().Set("Retry-After", "1")
+		return withStatus(http.StatusServiceUnavailable, fmt.Errorf("too many WebSocket connections (at most %d): try again later", s.cfg.MaxWebSockets))
+	}
+	defer s.active.Add(-1)
 	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if err != nil {
 		// Accept has written the response.
-		s.log.Warn("websocket accept failed", "err", err)
+		s.warn(r, "upgrade", "websocket upgrade refused", "err", err)
 		return nil
 	}
 	s.runConn(r.RemoteAddr, conn)
@@ -62,8 +68,6 @@ type wsConn struct {
 
 func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	start := time.Now()
-	s.active.Add(1)
-	defer s.active.Add(-1)
 	// ctx ends the connection from the server side (Shutdown).
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -88,7 +92,7 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 		return
 	}
 	if err != nil {
-		log.Info("websocket refused", "err", err)
+		log.Debug("websocket refused", "err", err)
 		if err := conn.Close(websocket.StatusGoingAway, "server shutting down"); err != nil {
 			log.Debug("websocket close handshake", "err", err)
 		}
@@ -96,27 +100,33 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	}
 	defer sub.Close()
 	wc := &wsConn{s: s, conn: conn, sub: sub, log: log, replies: make(chan []byte, repliesQueued)}
-	wc.log.Info("websocket open", "subscribers", s.hub.Subscribers())
+	s.stats.wsOpened.Add(1)
+	wc.log.Debug("websocket open", "subscribers", s.hub.Subscribers())
 
 	// The reader's context is not ctx: cancelling a read closes the
 	// connection at once, and on shutdown the writer first sends a close
 	// frame, which the reader must still be there to complete.
 	readCtx, stopReading := context.WithCancel(context.Background())
 	defer stopReading()
-	readerDone, writerDone := make(chan struct{}), make(chan struct{})
+	readerDone, writerDone, pingerDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		wc.readLoop(readCtx, ctx, writerDone)
+	}()
+	go func() {
+		defer close(pingerDone)
+		wc.pingLoop(writerDone)
 	}()
 
 	reason := wc.writeLoop(ctx, sub, readerDone)
 	close(writerDone)
 	stopReading()
 	<-readerDone
+	<-pingerDone
 	if err := conn.CloseNow(); err != nil && !errors.Is(err, net.ErrClosed) {
 		wc.log.Debug("websocket close", "err", err)
 	}
-	wc.log.Info("websocket closed", "reason", reason, "dur", time.Since(start).Round(time.Millisecond))
+	wc.log.Debug("websocket closed", "reason", reason, "dur", time.Since(start).Round(time.Millisecond))
 }
 
 // snapshot is the first event of a connection; it fails when dispatch's
@@ -197,6 +207,31 @@ func (wc *wsConn) close(code websocket.StatusCode, reason string) {
 	}
 }
 
+// pingLoop pings the client every Config.PingInterval until done closes,
+// and closes the connection when a pong does not come back within
+// Config.WriteTimeout: a client that went away without a word (its
+// machine asleep, its network gone) would otherwise keep its place among
+// the MaxWebSockets until the next event could not be written.
+func (wc *wsConn) pingLoop(done <-chan struct{}) {
+	t := time.NewTicker(wc.s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wc.s.cfg.WriteTimeout)
+		err := wc.conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			wc.log.Debug("websocket ping not answered", "err", err)
+			_ = wc.conn.CloseNow()
+			return
+		}
+	}
+}
+
 // readLoop reads frames until the connection ends, running each command
 // and queueing its reply. A frame that is not a valid command gets an
 // error reply; the connection stays open.
@@ -217,6 +252,7 @@ func (wc *wsConn) readLoop(readCtx, cmdCtx context.Context, writerDone <-chan st
 			wc.log.Debug("websocket read ended", "err", err)
 			return
 		}
+		wc.s.stats.wsCommands.Add(1)
 		var reply []byte
 		switch {
 		case typ != websocket.MessageText:
@@ -285,9 +321,9 @@ func (wc *wsConn) execute(ctx context.Context, data []byte) []byte {
 	case "":
 		err = badRequest(`"op" is required`)
 	default:
-		err = badRequest(fmt.Sprintf("unknown op %q", cmd.Op))
+		err = badRequest("unknown op " + quoteInput(cmd.Op))
 	}
-	wc.log.Info("websocket command", "op", cmd.Op, "status", statusOf(err), "dur", time.Since(start).Round(time.Microsecond))
+	wc.log.Debug("websocket command", "op", clip(cmd.Op), "status", statusOf(err), "dur", time.Since(start).Round(time.Microsecond))
 	if err != nil {
 		return wc.errorReply(cmd.Ref, err)
 	}
@@ -299,6 +335,7 @@ func (wc *wsConn) execute(ctx context.Context, data []byte) []byte {
 }
 
 func (wc *wsConn) errorReply(ref json.RawMessage, err error) []byte {
+	wc.s.stats.wsErrors.Add(1)
 	status := statusOf(err)
 	if status == http.StatusInternalServerError {
 		wc.log.Error("websocket command failed", "err", err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strings"
@@ -473,7 +472,7 @@ func TestWSOrigin(t *testing.T) {
 		ok     bool
 	}{
 		{"", true},
-		{e.ts.URL, true},
+		{e.url, true},
 		{"http://evil.example", false},
 		{"null", false},
 		{"http://a.friend.example", true},
@@ -510,12 +509,19 @@ func TestWSNoLeak(t *testing.T) {
 	base := runtime.NumGoroutine()
 	log := testLogger(t)
 	hub := NewHub(HubConfig{}, log)
-	srv, err := New(Config{}, newFakeBackend(hub), hub, log)
+	ln, err := listen()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
-	e := &env{t: t, srv: srv, hub: hub, ts: ts}
+	srv, err := New(Config{Addr: ln.Addr().String()}, newFakeBackend(hub), hub, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveCtx, stopServe := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serveCtx, ln) }()
+	client := &http.Client{Transport: &http.Transport{}}
+	e := &env{t: t, srv: srv, hub: hub, url: "http://" + ln.Addr().String(), client: client}
 	ctx := t.Context()
 
 	const n = 8
@@ -561,7 +567,11 @@ func TestWSNoLeak(t *testing.T) {
 	if hub.Subscribers() != 0 {
 		t.Errorf("%d subscribers after shutdown", hub.Subscribers())
 	}
-	ts.Close()
+	stopServe()
+	if err := <-served; err != nil {
+		t.Error(err)
+	}
+	client.CloseIdleConnections()
 	hub.Close()
 
 	deadline := time.Now().Add(5 * time.Second)

@@ -92,6 +92,17 @@ func (h *filterHandler) Handle(ctx context.Context, r slog.Record) error {
 		// Already closed when its handshake failed (see conns.go).
 		r.Level = slog.LevelDebug
 	}
+	if r.Message == "EndpointWriter lost connection" {
+		switch {
+		case attrContains(r, "error", "the client connection is closing"):
+			// This node closed the connection itself: it is stopping, or
+			// the peer left the cluster.
+			r.Level = slog.LevelDebug
+		case attrContains(r, "error", "graceful_stop"):
+			// The peer is stopping cleanly (Ctrl-C on the cluster).
+			r.Level = slog.LevelInfo
+		}
+	}
 	if r.Level < h.min.Level() {
 		return nil
 	}

@@ -82,3 +82,27 @@ func TestFilterHandlerQuietDoubleClose(t *testing.T) {
 		t.Fatalf("other close error not reported: %q", sb.String())
 	}
 }
+
+// TestFilterHandlerQuietStop: the connections a stopping node closes, and
+// those of a peer stopping cleanly, are not warnings; a peer that vanishes
+// still is.
+func TestFilterHandlerQuietStop(t *testing.T) {
+	var sb strings.Builder
+	h := newFilterHandler(slog.NewTextHandler(&sb, &slog.HandlerOptions{Level: slog.LevelDebug}), slog.LevelDebug, time.Minute)
+	log := slog.New(h)
+	log.Error("EndpointWriter lost connection", slog.String("address", "127.0.0.1:8101"),
+		slog.String("error", "rpc error: code = Canceled desc = grpc: the client connection is closing"))
+	log.Error("EndpointWriter lost connection", slog.String("address", "127.0.0.1:8102"),
+		slog.String("error", `rpc error: code = Unavailable desc = closing transport due to: connection error: desc = "error reading from server: EOF", received prior goaway: code: NO_ERROR, debug data: "graceful_stop"`))
+	if strings.Contains(sb.String(), "level=WARN") || strings.Contains(sb.String(), "level=ERROR") {
+		t.Fatalf("a clean stop logged as a warning:\n%s", sb.String())
+	}
+	if !strings.Contains(sb.String(), "level=DEBUG") || !strings.Contains(sb.String(), "level=INFO") {
+		t.Fatalf("lines lost:\n%s", sb.String())
+	}
+	log.Error("EndpointWriter lost connection", slog.String("address", "127.0.0.1:8103"),
+		slog.String("error", `rpc error: code = Unavailable desc = error reading from server: EOF`))
+	if !strings.Contains(sb.String(), "level=WARN") {
+		t.Fatalf("a vanished peer not reported:\n%s", sb.String())
+	}
+}

@@ -162,13 +162,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err := s.startEtcd(ctx); err != nil {
 		return err
 	}
-	for _, n := range append(o.cities[:len(o.cities):len(o.cities)], "dispatch") {
-		if err := s.startNode(n); err != nil {
+	// The relay first: dispatch is told to answer for its address.
+	if o.forward != "" {
+		if err := s.startForward(o.forward); err != nil {
 			return err
 		}
 	}
-	if o.forward != "" {
-		if err := s.startForward(o.forward); err != nil {
+	for _, n := range append(o.cities[:len(o.cities):len(o.cities)], "dispatch") {
+		if err := s.startNode(n); err != nil {
 			return err
 		}
 	}
@@ -236,6 +237,11 @@ func (s *session) nodeArgs(node string) (bin string, args []string) {
 	}
 	if node == "dispatch" {
 		args = append(common, "-http", s.httpAddr())
+		if s.forwardAddr != "" {
+			// The page through the relay names the relay's address.
+			_, port, _ := net.SplitHostPort(s.forwardAddr)
+			args = append(args, "-allowed-hosts", s.forwardAddr+","+net.JoinHostPort("localhost", port))
+		}
 		return filepath.Join(s.opts.bin, "dispatch"), append(args, s.opts.extra...)
 	}
 	args = append([]string{"-city", node}, common...)
@@ -269,10 +275,19 @@ func (s *session) summary() {
 	fmt.Fprintf(&b, "\netcd     %s (client certificates from %s)\n", s.etcdEndpoint(), s.ca())
 	fmt.Fprintf(&b, "etcdctl  ip netns exec %s etcdctl --endpoints %s --cacert %s --cert %s --key %s get --prefix /\n",
 		l.Namespace(netlab.EtcdNode), s.etcdEndpoint(), s.ca(), adminCert, adminKey)
-	fmt.Fprintf(&b, "page     ip netns exec %s curl -s http://%s/\n", l.Namespace("dispatch"), s.httpAddr())
+	fmt.Fprintf(&b, "page     ip netns exec %s curl -s -H 'Authorization: Bearer %s' http://%s/\n", l.Namespace("dispatch"), s.apiToken, s.httpAddr())
 	if s.forwardAddr != "" {
 		fmt.Fprintf(&b, "         or http://%s/ from this machine (relayed into the lab)\n", s.forwardAddr)
 	}
+	dispatchLog := "dispatch's log"
+	if p := s.procs["dispatch"]; p != nil {
+		dispatchLog = p.LogFile()
+	}
+	fmt.Fprintf(&b, "         in a browser: the one-time link of dispatch's log (grep 'page login link' %s)", dispatchLog)
+	if s.forwardAddr != "" {
+		fmt.Fprintf(&b, ",\n         with http://%s in place of http://%s", s.forwardAddr, s.httpAddr())
+	}
+	fmt.Fprintf(&b, "\napi      Authorization: Bearer %s\n", s.apiToken)
 	fmt.Fprintf(&b, "logs     %s\n\ntype help for the commands\n", l.Dir())
 	s.printf("%s", b.String())
 }

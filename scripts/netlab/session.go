@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,12 +65,20 @@ type session struct {
 
 	forwardAddr string
 	forwarder   *forwarder
+
+	// apiToken is dispatch's API token: its web server is not on loopback
+	// in the lab, so it needs one. $SUPERHERO_API_TOKEN, or a random one.
+	apiToken string
 }
 
 func newSession(lab *netlab.Lab, o options, out io.Writer, log *slog.Logger) *session {
+	token := os.Getenv("SUPERHERO_API_TOKEN")
+	if token == "" {
+		token = rand.Text()
+	}
 	return &session{
 		lab: lab, opts: o, certDir: filepath.Join(o.dir, "certs"), log: log, start: time.Now(), out: out,
-		procs: map[string]*netlab.Proc{}, stopped: map[string]bool{},
+		procs: map[string]*netlab.Proc{}, stopped: map[string]bool{}, apiToken: token,
 	}
 }
 
@@ -160,6 +169,10 @@ func (s *session) startNode(node string) error {
 	// Not bound to a context: the lab stops it (SIGTERM first) on Close.
 	cmd := s.lab.Command(context.Background(), node, bin, args...)
 	cmd.Dir = s.opts.dir
+	if node == "dispatch" {
+		// In the environment, not on the command line that ps shows.
+		cmd.Env = append(os.Environ(), "SUPERHERO_API_TOKEN="+s.apiToken)
+	}
 	p, err := s.lab.Start(node, cmd)
 	if err != nil {
 		return err
@@ -451,6 +464,7 @@ func (s *session) get(ctx context.Context, path string) (status string, body []b
 	if err != nil {
 		return "", nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+s.apiToken)
 	resp, err := c.Do(req)
 	if err != nil {
 		return "", nil, err
