@@ -265,6 +265,20 @@ func (n *nemesis) awaitHealed(ctx context.Context, node string, stable time.Dura
 	var last error
 	var since time.Duration // when the current run of answers began; 0: none
 	err := localcluster.Poll(ctx, 50*time.Millisecond, func() (bool, error) {
+		select {
+		case <-n.target.Exited(node):
+			// The fault ended the process: single bombs close together
+			// add up to the supervisor's limit (4 crashes in 5 s) as
+			// surely as kill_city does. Start it again, as an operator
+			// would, and go on waiting.
+			n.log.Warn("node exited; starting it again", "node", node)
+			if err := n.target.Start(node); err != nil {
+				return false, err
+			}
+			since = 0
+			return false, nil
+		default:
+		}
 		if last = n.target.Answering(ctx, node); last != nil {
 			since = 0
 			return false, nil
