@@ -228,7 +228,7 @@ func (j *joiner) join(ctx context.Context) (*membership, error) {
 		return nil, err
 	}
 	m.node = n
-	m.transport = wire.NewNodeTransport(n, j.log.With("actor", "outbox"))
+	m.transport = wire.NewNodeTransport(n, j.log.With("actor", "outbox"), nil)
 	rcfg := j.replica
 	rcfg.Transport = m.transport
 	replica, group, err := backend.SpawnReplica(n.ActorSystem(), rcfg)

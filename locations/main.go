@@ -148,7 +148,7 @@ func serve(ctx context.Context, cfg node.Config, cc cityactor.Config, base, log 
 			log.Warn("stop", "err", err)
 		}
 	}()
-	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
+	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"), nil)
 	defer transport.Close()
 	cc.Transport = transport
 	c, err := cityactor.Spawn(n.ActorSystem(), cc)

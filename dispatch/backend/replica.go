@@ -302,7 +302,7 @@ func (a *replicaActor) onStarted() {
 		panic(err)
 	}
 	a.core = core
-	a.drv = wire.NewDriver(core.Engine(), a.cfg.Transport)
+	a.drv = wire.NewDriver(core.Engine(), a.cfg.Transport, nil)
 	a.waiting = map[uint64]waiter{}
 	if n := core.Replica().Len(); n > 0 {
 		a.log.Info("replica started", "replica", "carried over", "heroes", n)

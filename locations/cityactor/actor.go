@@ -114,7 +114,7 @@ func (a *stateActor) onStarted(ctx actor.Context) {
 	}
 	a.srv = srv
 	a.log = srv.log
-	a.drv = wire.NewDriver(srv.Engine(), a.transport)
+	a.drv = wire.NewDriver(srv.Engine(), a.transport, nil)
 	a.exchanges = 0
 	if n := a.srv.Replica().Len(); n > 0 {
 		a.log.Info("city started", "replica", "carried over", "heroes", n)
