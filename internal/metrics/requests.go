@@ -17,16 +17,17 @@ type Requests struct {
 	hist *prometheus.HistogramVec
 }
 
-// requestBuckets reach from a loopback round trip (about 0.2 ms) to the
-// 1 s a request may take by default.
-var requestBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+// LatencyBuckets are the histogram buckets of request durations, in
+// seconds: from a loopback round trip (about 0.2 ms) past the 1 s a
+// request to a city or a command may take by default.
+var LatencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
 
 // NewRequests returns the request histogram.
 func NewRequests() *Requests {
 	return &Requests{hist: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "superhero_city_request_duration_seconds",
 		Help:    "Requests to a city and the wait for its answer, by message kind (GetDigest is the status probe; AssignHero, Bomb, GetState), city and outcome (ok, timeout: no answer in time, error: refused, unreachable or down).",
-		Buckets: requestBuckets,
+		Buckets: LatencyBuckets,
 	}, []string{"kind", "city", "outcome"})}
 }
 
