@@ -60,9 +60,6 @@ func (r *Registry) Register(cs ...prometheus.Collector) error {
 	return errors.Join(errs...)
 }
 
-// Gatherer returns what the registry holds, for tests.
-func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
-
 // Handler serves the registry's metrics in the Prometheus text format (or
 // OpenMetrics, or protobuf, when the scraper asks). A collector that fails
 // is logged to log and left out; the rest are served.

@@ -16,7 +16,7 @@ type replicationCollector struct{ t *wire.Totals }
 
 var (
 	sentMessagesDesc = prometheus.NewDesc("superhero_replication_sent_messages_total",
-		"Replication messages this node sent, by kind: push (writes to merge), push-ack, sync and sync-reply (anti-entropy steps), state-request and state (original protocol).",
+		"Replication messages this node sent (handed to its outbox; those that did not leave are also in superhero_replication_dropped_messages_total), by kind: push (writes to merge), push-ack, sync and sync-reply (anti-entropy steps), state-request and state (original protocol).",
 		[]string{"kind"}, nil)
 	sentBytesDesc = prometheus.NewDesc("superhero_replication_sent_bytes_total",
 		"Payload bytes of the replication messages this node sent, by kind.",

@@ -43,7 +43,7 @@ func (t *Totals) Sent(k replication.MsgKind) (messages, bytes uint64) {
 	return t.sent[k].messages.Load(), t.sent[k].bytes.Load()
 }
 
-// observe takes e's counters. A new engine's count on from the sum of
+// observe takes e's counters. A new engine counts on from the sum of
 // those before it. t may be nil.
 func (t *Totals) observe(e *replication.Engine) {
 	if t == nil {
