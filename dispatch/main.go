@@ -7,7 +7,8 @@
 // superheroes in one actor under a one_for_one supervisor (3 restarts in
 // 1 s) whose replication engine pushes dispatch's writes and runs the
 // original's gossip and poll, and serves the live page, its WebSocket feed
-// and a JSON API on http://127.0.0.1:4900.
+// and a JSON API on http://127.0.0.1:4900, with its Prometheus metrics at
+// /metrics.
 package main
 
 import (
@@ -31,6 +32,7 @@ import (
 	"github.com/superhero-cluster/superhero/dispatch/web"
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/logx"
+	"github.com/superhero-cluster/superhero/internal/metrics"
 	"github.com/superhero-cluster/superhero/internal/node"
 	"github.com/superhero-cluster/superhero/internal/supervise"
 	"github.com/superhero-cluster/superhero/internal/wire"
@@ -102,6 +104,18 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	rc.GossipInterval, rc.PollInterval, rc.Seed = *gossip, *poll, *seed
 	rc.MaxClockOffset = clockFlags.EngineMaxOffset()
 	rc.WriteQuorum = writeQuorum
+	// The metrics outlive memberships, as the web server does: the
+	// counters are shared by every membership's replica and outbox.
+	reg := metrics.NewRegistry(messages.DispatchName)
+	stats := &backend.ReplicaStats{}
+	requests := metrics.NewRequests()
+	if err := reg.Register(
+		metrics.Replication(&stats.Replication),
+		metrics.Restarts(backend.SupervisorName, &stats.Restarts),
+		requests,
+	); err != nil {
+		return err
+	}
 	j := joiner{
 		cfg: cfg,
 		replica: backend.ReplicaConfig{
@@ -110,11 +124,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			Replication: rc,
 			Publish:     func(d crdt.Delta) { hub.Publish(service.DeltaEvent(d)) },
 			Logger:      log,
+			Stats:       stats,
 		},
-		hub:  hub,
-		seed: *seed,
-		base: base,
-		log:  log,
+		hub:      hub,
+		requests: requests,
+		seed:     *seed,
+		base:     base,
+		log:      log,
 	}
 	webCfg := web.DefaultConfig()
 	webCfg.Addr = *httpAddr
@@ -130,12 +146,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := webCfg.Validate(); err != nil {
 		return err
 	}
+	if webCfg.Metrics, err = web.NewMetrics(reg, hub, log.With("actor", "metrics")); err != nil {
+		return err
+	}
 	m, err := j.join(ctx)
 	if err != nil {
 		return err
 	}
 	// The web server outlives memberships: it serves whichever is current.
 	current := backend.NewCurrent(m.be)
+	if err := reg.Register(backend.StatusMetrics(current)); err != nil {
+		m.stop()
+		return err
+	}
 	srv, err := web.New(webCfg, current, hub, log.With("actor", "web"))
 	if err != nil {
 		m.stop()
@@ -193,12 +216,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 // joiner starts dispatch's cluster memberships.
 type joiner struct {
-	cfg     node.Config
-	replica backend.ReplicaConfig
-	hub     *web.Hub
-	seed    uint64
-	base    *slog.Logger
-	log     *slog.Logger
+	cfg      node.Config
+	replica  backend.ReplicaConfig
+	hub      *web.Hub
+	requests *metrics.Requests // times the requests to cities
+	seed     uint64
+	base     *slog.Logger
+	log      *slog.Logger
 }
 
 // membership is one cluster membership of dispatch: its node, replica and
@@ -228,7 +252,7 @@ func (j *joiner) join(ctx context.Context) (*membership, error) {
 		return nil, err
 	}
 	m.node = n
-	m.transport = wire.NewNodeTransport(n, j.log.With("actor", "outbox"))
+	m.transport = wire.NewNodeTransport(n, j.log.With("actor", "outbox"), &j.replica.Stats.Replication.Outbox)
 	rcfg := j.replica
 	rcfg.Transport = m.transport
 	replica, group, err := backend.SpawnReplica(n.ActorSystem(), rcfg)
@@ -240,7 +264,8 @@ func (j *joiner) join(ctx context.Context) (*membership, error) {
 	m.replica, m.group = replica, group
 	replicaRef.Store(replica)
 
-	m.be = backend.New(backend.Config{Seed: j.seed, Logger: j.log}, replica, backend.NodeCities{Node: n}, j.hub)
+	cities := backend.TimedCities{Cities: backend.NodeCities{Node: n}, Observe: j.requests.Observe}
+	m.be = backend.New(backend.Config{Seed: j.seed, Logger: j.log}, replica, cities, j.hub)
 	runCtx, cancel := context.WithCancel(ctx)
 	m.cancel = cancel
 	m.wg.Add(1)

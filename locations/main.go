@@ -8,6 +8,9 @@
 // one_for_one supervisor: a bomb crashes it and it restarts with an empty
 // replica that gossip refills; a 4th crash within 5 s makes the node give
 // up and exit 1.
+//
+// With -metrics ADDR the node serves its Prometheus metrics at
+// http://ADDR/metrics (off by default).
 package main
 
 import (
@@ -25,6 +28,7 @@ import (
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/internal/layout"
 	"github.com/superhero-cluster/superhero/internal/logx"
+	"github.com/superhero-cluster/superhero/internal/metrics"
 	"github.com/superhero-cluster/superhero/internal/node"
 	"github.com/superhero-cluster/superhero/internal/wire"
 	"github.com/superhero-cluster/superhero/locations/city"
@@ -52,11 +56,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	member.Register(fs)
 	rules := city.DefaultConfig()
 	var (
-		name     = fs.String("city", "", "city name: gotham, metropolis, capitol, or a new one (required)")
-		slot     = fs.Int("slot", -1, "node slot; default: fixed for the original cities, else the first free one")
-		level    = fs.String("log-level", "info", "log level: debug, info, warn, error")
-		protocol = fs.String("protocol", "default", "replication protocol: default or original")
-		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
+		name      = fs.String("city", "", "city name: gotham, metropolis, capitol, or a new one (required)")
+		slot      = fs.Int("slot", -1, "node slot; default: fixed for the original cities, else the first free one")
+		level     = fs.String("log-level", "info", "log level: debug, info, warn, error")
+		protocol  = fs.String("protocol", "default", "replication protocol: default or original")
+		seed      = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
+		metricsAt = fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:4901; empty: off")
 	)
 	def := replication.DefaultCityConfig("")
 	var repl replication.Config
@@ -108,6 +113,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Seed:        *seed,
 		Logger:      log,
 		Replication: rc,
+		// One for the whole process: the counters outlive memberships.
+		Stats: &cityactor.Stats{},
+	}
+	if *metricsAt != "" {
+		ep, err := serveMetrics(*metricsAt, *name, cc.Stats, log)
+		if err != nil {
+			return fmt.Errorf("-metrics %s: %w", *metricsAt, err)
+		}
+		defer ep.Close()
 	}
 	// Each pass is one membership. The cluster never takes a dropped member
 	// id back, so a city cut off for too long rejoins as a new member,
@@ -148,7 +162,7 @@ func serve(ctx context.Context, cfg node.Config, cc cityactor.Config, base, log 
 			log.Warn("stop", "err", err)
 		}
 	}()
-	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"))
+	transport := wire.NewNodeTransport(n, log.With("actor", "outbox"), &cc.Stats.Replication.Outbox)
 	defer transport.Close()
 	cc.Transport = transport
 	c, err := cityactor.Spawn(n.ActorSystem(), cc)
@@ -174,4 +188,19 @@ func serve(ctx context.Context, cfg node.Config, cc cityactor.Config, base, log 
 	case <-n.Done():
 		return nil, errors.New("cluster node stopped")
 	}
+}
+
+// serveMetrics serves the city's metrics on addr: its replication counters
+// and its supervisor's restarts, read at scrape time from stats, which
+// outlive memberships.
+func serveMetrics(addr, city string, stats *cityactor.Stats, log *slog.Logger) (*metrics.Endpoint, error) {
+	reg := metrics.NewRegistry(city)
+	err := reg.Register(
+		metrics.Replication(&stats.Replication),
+		metrics.Restarts(cityactor.SupervisorName(city), &stats.Restarts),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return metrics.Listen(addr, reg, log.With("actor", "metrics"))
 }

@@ -154,6 +154,29 @@ type Stats struct {
 	WritesAcked, WritesFailed uint64
 }
 
+// Add returns the field-by-field sum of s and o: the counters of a node
+// that ran one engine after the other (a restarted actor starts a new
+// engine).
+func (s Stats) Add(o Stats) Stats {
+	s.Pushes += o.Pushes
+	s.PushEntries += o.PushEntries
+	s.Exchanges += o.Exchanges
+	s.Relays += o.Relays
+	s.StateReads += o.StateReads
+	s.Done += o.Done
+	s.TimedOut += o.TimedOut
+	s.Cut += o.Cut
+	s.Aborted += o.Aborted
+	s.SyncSteps += o.SyncSteps
+	s.Merged += o.Merged
+	s.Refused += o.Refused
+	s.Stale += o.Stale
+	s.Collected += o.Collected
+	s.WritesAcked += o.WritesAcked
+	s.WritesFailed += o.WritesFailed
+	return s
+}
+
 type exchangeKind uint8
 
 const (

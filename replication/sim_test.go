@@ -219,27 +219,7 @@ type sim struct {
 }
 
 // addStats adds an engine's counters to the run's.
-func (s *sim) addStats(e *replication.Engine) { s.engines = sumStats(s.engines, e.Stats()) }
-
-func sumStats(a, b replication.Stats) replication.Stats {
-	a.Pushes += b.Pushes
-	a.PushEntries += b.PushEntries
-	a.Exchanges += b.Exchanges
-	a.Relays += b.Relays
-	a.StateReads += b.StateReads
-	a.Done += b.Done
-	a.TimedOut += b.TimedOut
-	a.Cut += b.Cut
-	a.Aborted += b.Aborted
-	a.SyncSteps += b.SyncSteps
-	a.Merged += b.Merged
-	a.Refused += b.Refused
-	a.Stale += b.Stale
-	a.Collected += b.Collected
-	a.WritesAcked += b.WritesAcked
-	a.WritesFailed += b.WritesFailed
-	return a
-}
+func (s *sim) addStats(e *replication.Engine) { s.engines = s.engines.Add(e.Stats()) }
 
 func newSim(t testing.TB, seed uint64) *sim {
 	return newSimProtocol(t, seed, replication.ProtocolDefault)
@@ -848,7 +828,7 @@ func TestSimulation(t *testing.T) {
 		for _, n := range s.nodes {
 			s.addStats(n.eng)
 		}
-		engines = sumStats(engines, s.engines)
+		engines = engines.Add(s.engines)
 		c := s.c
 		for _, p := range []struct{ dst, src *int }{
 			{&total.creates, &c.creates}, {&total.deletes, &c.deletes}, {&total.homes, &c.homes},

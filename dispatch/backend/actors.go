@@ -16,6 +16,10 @@ const (
 	RestartWindow = time.Second
 )
 
+// SupervisorName is the actor name of dispatch's supervisor; the replica
+// actor is its child "replica".
+const SupervisorName = "dispatch-supervisor"
+
 // SpawnReplica starts dispatch's replica actor under dispatch's supervisor
 // (one_for_one, 3 restarts in 1 s). The group's Down channel closes if the
 // supervisor gives up; Stop the group to stop the actor.
@@ -26,10 +30,11 @@ func SpawnReplica(system *actor.ActorSystem, cfg ReplicaConfig) (*Replica, *supe
 	}
 	ready := &atomic.Bool{}
 	g, err := supervise.Spawn(system, supervise.Config{
-		Name:        "dispatch-supervisor",
+		Name:        SupervisorName,
 		MaxRestarts: MaxRestarts,
 		Window:      RestartWindow,
 		Logger:      cfg.Logger,
+		Restarts:    &cfg.Stats.Restarts,
 	}, supervise.Child{Name: "replica", Props: replicaProps(cfg, ready)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("backend: %w", err)

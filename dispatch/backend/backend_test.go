@@ -79,12 +79,28 @@ var fastGossip = func(rc *replication.Config) {
 // gossip every second).
 func newBackend(t *testing.T, cities *fakeCities, opts ...func(*replication.Config)) (*backend.Backend, *backend.Replica, *recorder) {
 	t.Helper()
+	return newBackendWith(t, cities, setup{replication: opts})
+}
+
+// setup adjusts newBackendWith.
+type setup struct {
+	// replication adjusts the replication policy.
+	replication []func(*replication.Config)
+	// stats receives the replica's counters (default: its own).
+	stats *backend.ReplicaStats
+	// wrap wraps the cities the Backend requests (default: as they are).
+	wrap func(backend.Cities) backend.Cities
+}
+
+// newBackendWith is newBackend with more to adjust.
+func newBackendWith(t *testing.T, cities *fakeCities, su setup) (*backend.Backend, *backend.Replica, *recorder) {
+	t.Helper()
 	system := actor.NewActorSystem()
 	t.Cleanup(system.Shutdown)
 	pub := &recorder{}
 	rc := replication.DefaultDispatchConfig(messages.DispatchName)
 	rc.Seed = 1
-	for _, o := range opts {
+	for _, o := range su.replication {
 		o(&rc)
 	}
 	net := &fakeNet{f: cities, start: time.Now()}
@@ -95,6 +111,7 @@ func newBackend(t *testing.T, cities *fakeCities, opts ...func(*replication.Conf
 		Transport:   net,
 		Publish:     func(d crdt.Delta) { pub.Publish(service.DeltaEvent(d)) },
 		Logger:      logx.Test(t),
+		Stats:       su.stats,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +119,11 @@ func newBackend(t *testing.T, cities *fakeCities, opts ...func(*replication.Conf
 	deliver := replica.Deliver
 	net.deliver.Store(&deliver)
 	t.Cleanup(group.Stop)
-	b := backend.New(backend.Config{Logger: logx.Test(t), Seed: 1, StatusInterval: 10 * time.Millisecond}, replica, cities, pub)
+	var bc backend.Cities = cities
+	if su.wrap != nil {
+		bc = su.wrap(bc)
+	}
+	b := backend.New(backend.Config{Logger: logx.Test(t), Seed: 1, StatusInterval: 10 * time.Millisecond}, replica, bc, pub)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); b.Run(ctx) }()

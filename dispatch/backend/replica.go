@@ -50,6 +50,20 @@ type ReplicaConfig struct {
 	// first incarnation starts from it. A restart after a crash still
 	// starts empty. Default: empty.
 	Initial crdt.Delta
+	// Stats receives the replica's counters; pass the same one to every
+	// SpawnReplica of the process (each membership) so they count since
+	// the process started. Default: a new one per SpawnReplica.
+	Stats *ReplicaStats
+}
+
+// ReplicaStats are the counters of dispatch's replica, kept across
+// restarts of its actor. Any goroutine may read them.
+type ReplicaStats struct {
+	// Replication holds the replication engines' counters and what the
+	// replica sent.
+	Replication wire.Totals
+	// Restarts counts the replica actor's restarts by its supervisor.
+	Restarts atomic.Uint64
 }
 
 func (c ReplicaConfig) withDefaults() ReplicaConfig {
@@ -66,6 +80,9 @@ func (c ReplicaConfig) withDefaults() ReplicaConfig {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Stats == nil {
+		c.Stats = &ReplicaStats{}
 	}
 	return c
 }
@@ -302,7 +319,7 @@ func (a *replicaActor) onStarted() {
 		panic(err)
 	}
 	a.core = core
-	a.drv = wire.NewDriver(core.Engine(), a.cfg.Transport)
+	a.drv = wire.NewDriver(core.Engine(), a.cfg.Transport, &a.cfg.Stats.Replication)
 	a.waiting = map[uint64]waiter{}
 	if n := core.Replica().Len(); n > 0 {
 		a.log.Info("replica started", "replica", "carried over", "heroes", n)

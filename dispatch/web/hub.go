@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 
@@ -68,6 +69,8 @@ type Hub struct {
 	mu     sync.Mutex
 	subs   map[*Subscription]struct{}
 	closed bool
+
+	dropped atomic.Uint64 // slow subscribers dropped
 }
 
 // NewHub returns a hub. A nil logger discards logs.
@@ -105,6 +108,7 @@ func (h *Hub) Publish(ev service.Event) {
 		}
 	}
 	h.mu.Unlock()
+	h.dropped.Add(uint64(len(dropped)))
 	for _, s := range dropped {
 		s.end(ErrSlowSubscriber)
 		h.log.Warn("hub: dropped slow subscriber", "kind", ev.Kind)
@@ -146,6 +150,10 @@ func (h *Hub) Subscribers() int {
 	defer h.mu.Unlock()
 	return len(h.subs)
 }
+
+// Dropped returns how many subscribers were dropped for falling too far
+// behind (ErrSlowSubscriber).
+func (h *Hub) Dropped() uint64 { return h.dropped.Load() }
 
 // Close ends every subscription with ErrHubClosed; later Publish calls do
 // nothing and Subscribe fails.

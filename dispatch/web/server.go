@@ -38,6 +38,10 @@ var staticFiles embed.FS
 type Config struct {
 	// Addr is the TCP address Run listens on. Default "127.0.0.1:4900".
 	Addr string
+	// Metrics, when set, counts every request (see NewMetrics) and serves
+	// GET /metrics, behind the same Host allow-list and API token as the
+	// API. Default none: no /metrics, nothing counted.
+	Metrics *Metrics
 	// AllowedOrigins are extra origins whose pages may open the WebSocket
 	// and call the mutating API, as patterns in path.Match syntax matched
 	// against the Origin's host[:port], e.g. "localhost:*" or
@@ -301,6 +305,7 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.IPExtractor = echo.ExtractIPDirect()
+	s.cfg.Metrics.instrument(e) // first: counts every request, refused ones too (metrics.go)
 	// Before routing, so that unknown routes are refused alike.
 	e.Pre(s.logRequests, s.recoverPanics, s.checkHost, s.authenticate)
 	e.Use(s.limitBody)

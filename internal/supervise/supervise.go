@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -26,6 +27,11 @@ type Config struct {
 	Window time.Duration
 	// Logger receives the supervisor's log lines. Default slog.Default().
 	Logger *slog.Logger
+	// Restarts counts the restarts of the children (a crash that stops a
+	// child for good is not one); share one counter across groups, such
+	// as a node's successive cluster memberships, to count since the
+	// process started. Default: the group's own.
+	Restarts *atomic.Uint64
 }
 
 // Child is one supervised actor.
@@ -41,6 +47,7 @@ type Group struct {
 	children map[string]*actor.PID
 	down     chan struct{}
 	reason   string
+	restarts *atomic.Uint64
 }
 
 // childrenQuery asks the supervisor for its children's PIDs.
@@ -91,8 +98,11 @@ func Spawn(system *actor.ActorSystem, cfg Config, children ...Child) (*Group, er
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Restarts == nil {
+		cfg.Restarts = &atomic.Uint64{}
+	}
 	cfg.Logger = cfg.Logger.With("actor", cfg.Name)
-	g := &Group{system: system, down: make(chan struct{})}
+	g := &Group{system: system, down: make(chan struct{}), restarts: cfg.Restarts}
 	var once sync.Once
 	giveUp := func(child string) {
 		once.Do(func() {
@@ -106,7 +116,7 @@ func Spawn(system *actor.ActorSystem, cfg Config, children ...Child) (*Group, er
 	})
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &supervisor{cfg: cfg, children: children, giveUp: giveUp}
-	}, actor.WithSupervisor(strategy))
+	}, actor.WithSupervisor(countRestarts{strategy, cfg.Restarts}))
 	pid, err := system.Root.SpawnNamed(props, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("supervise: spawn %s: %w", cfg.Name, err)
@@ -125,6 +135,32 @@ func Spawn(system *actor.ActorSystem, cfg Config, children ...Child) (*Group, er
 	g.children = pids
 	return g, nil
 }
+
+// countRestarts is a supervisor strategy that counts the restarts the
+// strategy it wraps orders.
+type countRestarts struct {
+	actor.SupervisorStrategy
+	n *atomic.Uint64
+}
+
+func (s countRestarts) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, message any) {
+	s.SupervisorStrategy.HandleFailure(system, restartCounter{sup, s.n}, child, rs, reason, message)
+}
+
+// restartCounter counts the restarts a strategy orders of its supervisor.
+type restartCounter struct {
+	actor.Supervisor
+	n *atomic.Uint64
+}
+
+func (r restartCounter) RestartChildren(pids ...*actor.PID) {
+	r.n.Add(uint64(len(pids)))
+	r.Supervisor.RestartChildren(pids...)
+}
+
+// Restarts returns how many times the children were restarted after a
+// crash (counted in Config.Restarts).
+func (g *Group) Restarts() uint64 { return g.restarts.Load() }
 
 // Child returns the PID of the named child; it is stable across restarts.
 func (g *Group) Child(name string) *actor.PID { return g.children[name] }

@@ -24,6 +24,7 @@ type Transport interface {
 type Driver struct {
 	engine    *replication.Engine
 	transport Transport
+	totals    *Totals
 	start     time.Time
 	peers     []replication.Peer
 	timer     *time.Timer
@@ -31,9 +32,11 @@ type Driver struct {
 	armedAt   int64
 }
 
-// NewDriver returns a driver for e over t.
-func NewDriver(e *replication.Engine, t Transport) *Driver {
-	return &Driver{engine: e, transport: t, start: time.Now()}
+// NewDriver returns a driver for e over t. It counts what e does and
+// what it sends into totals, if not nil; pass the same Totals to the
+// drivers of the node's successive engines.
+func NewDriver(e *replication.Engine, t Transport, totals *Totals) *Driver {
+	return &Driver{engine: e, transport: t, totals: totals, start: time.Now()}
 }
 
 // Engine returns the engine driven.
@@ -54,13 +57,14 @@ func (d *Driver) Woken() { d.armed = false }
 
 // Flush sends the messages the engine has ready, calling sent for each
 // with its payload size, then hands the Ready to act (for the changes and
-// refusals), advances the engine, and arms the timer to call wake at the
-// engine's next deadline. sent and act may be nil.
+// refusals), advances the engine, updates the Totals, and arms the timer
+// to call wake at the engine's next deadline. sent and act may be nil.
 func (d *Driver) Flush(sent func(replication.Message, int), act func(replication.Ready), wake func()) {
 	if d.engine.HasReady() {
 		rd := d.engine.Ready()
 		for _, m := range rd.Messages {
 			size := d.transport.Send(m)
+			d.totals.countSent(m, size)
 			if sent != nil {
 				sent(m, size)
 			}
@@ -70,6 +74,7 @@ func (d *Driver) Flush(sent func(replication.Message, int), act func(replication
 		}
 		d.engine.Advance()
 	}
+	d.totals.observe(d.engine)
 	next := d.engine.NextTick()
 	if d.armed && d.armedAt <= next {
 		return // a timer is armed for then or earlier

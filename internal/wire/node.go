@@ -44,8 +44,9 @@ type NodeTransport struct {
 	outbox *Outbox
 }
 
-// NewNodeTransport returns a transport for n; Close stops it.
-func NewNodeTransport(n *node.Node, log *slog.Logger) *NodeTransport {
+// NewNodeTransport returns a transport for n; Close stops it. Its outbox
+// counts drops into counters (nil: its own).
+func NewNodeTransport(n *node.Node, log *slog.Logger, counters *Counters) *NodeTransport {
 	send := func(ctx context.Context, to string, msg proto.Message) error {
 		identity, kind := Address(to)
 		timeout := time.Second
@@ -54,7 +55,7 @@ func NewNodeTransport(n *node.Node, log *slog.Logger) *NodeTransport {
 		}
 		return n.Send(ctx, identity, kind, msg, timeout)
 	}
-	return &NodeTransport{node: n, outbox: NewOutbox(OutboxConfig{Send: send, Logger: log})}
+	return &NodeTransport{node: n, outbox: NewOutbox(OutboxConfig{Send: send, Logger: log, Counters: counters})}
 }
 
 // Peers returns the other nodes that are up.

@@ -80,14 +80,17 @@ type OutboxConfig struct {
 	Timeout time.Duration
 	// Logger receives debug lines about failed sends.
 	Logger *slog.Logger
+	// Counters receives the outbox's counts; share one across outboxes
+	// (a node's successive memberships) to count since the process
+	// started. Default: the outbox's own.
+	Counters *Counters
 }
 
 // Outbox sends messages through one queue and one goroutine per peer, so a
 // slow or unreachable peer delays no one else and a send never blocks the
 // caller. It is safe for concurrent use.
 type Outbox struct {
-	cfg      OutboxConfig
-	counters Counters
+	cfg OutboxConfig
 	// warned is when a drop to each peer was last logged at Warn.
 	warnMu sync.Mutex
 	warned map[string]time.Time
@@ -111,12 +114,15 @@ func NewOutbox(cfg OutboxConfig) *Outbox {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Counters == nil {
+		cfg.Counters = &Counters{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Outbox{cfg: cfg, ctx: ctx, cancel: cancel, queues: map[string]chan *messages.Replicate{}, warned: map[string]time.Time{}}
 }
 
 // Counters returns the outbox's counters.
-func (o *Outbox) Counters() *Counters { return &o.counters }
+func (o *Outbox) Counters() *Counters { return o.cfg.Counters }
 
 // Send encodes m on the caller's goroutine and queues it for m.To. It never
 // blocks: a message for a full queue is dropped and counted. It returns
@@ -179,7 +185,7 @@ const DropWarnInterval = 10 * time.Second
 
 // dropped counts a message that did not leave, and says so.
 func (o *Outbox) dropped(to string, kind replication.MsgKind, err error) {
-	n := o.counters.Dropped.Add(1)
+	n := o.cfg.Counters.Dropped.Add(1)
 	if errors.Is(err, node.ErrKindUnavailable) {
 		// The peer is not (or no longer, or not yet) in this node's
 		// topology: membership churn, not a fault.

@@ -114,7 +114,7 @@ func (a *stateActor) onStarted(ctx actor.Context) {
 	}
 	a.srv = srv
 	a.log = srv.log
-	a.drv = wire.NewDriver(srv.Engine(), a.transport)
+	a.drv = wire.NewDriver(srv.Engine(), a.transport, &a.stats.Replication)
 	a.exchanges = 0
 	if n := a.srv.Replica().Len(); n > 0 {
 		a.log.Info("city started", "replica", "carried over", "heroes", n)
@@ -214,7 +214,7 @@ type City struct {
 	stats *Stats
 }
 
-// Stats returns the city's replication counters.
+// Stats returns the city's counters.
 func (c *City) Stats() *Stats { return c.stats }
 
 // Spawn starts the supervised city state on system. Down is closed when the
@@ -226,7 +226,10 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 	}
 	log := cfg.Logger.With("actor", "city-state")
 	name := string(cfg.City)
-	stats := &Stats{}
+	stats := cfg.Stats
+	if stats == nil {
+		stats = &Stats{}
+	}
 	var incarnation atomic.Uint64
 	incarnation.Store(cfg.PriorIncarnations)
 	stateProps := actor.PropsFromProducer(func() actor.Actor {
@@ -240,10 +243,11 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 		}
 	})
 	g, err := supervise.Spawn(system, supervise.Config{
-		Name:        supervisorName(name),
+		Name:        SupervisorName(name),
 		MaxRestarts: MaxRestarts,
 		Window:      RestartWindow,
 		Logger:      cfg.Logger,
+		Restarts:    &stats.Restarts,
 	}, supervise.Child{Name: "state", Props: stateProps})
 	if err != nil {
 		return nil, fmt.Errorf("cityactor: %w", err)
@@ -278,9 +282,9 @@ func (c *City) Down() <-chan struct{} { return c.group.Down() }
 // Stop stops the city's actors and waits for them.
 func (c *City) Stop() { c.group.Stop() }
 
-// supervisorName is the city supervisor's actor name; the state actor is
+// SupervisorName is the city supervisor's actor name; the state actor is
 // its child "state".
-func supervisorName(city string) string { return messages.CityKind(city) + "-supervisor" }
+func SupervisorName(city string) string { return messages.CityKind(city) + "-supervisor" }
 
 // GrainKind returns the cluster kind for the named city,
 // messages.CityKind(city): a thin grain that forwards every request to the
@@ -289,7 +293,7 @@ func supervisorName(city string) string { return messages.CityKind(city) + "-sup
 // the kind can be registered before the city is spawned; a request that
 // arrives in between is dead-lettered and retried by the caller.
 func GrainKind(city string) *cluster.Kind {
-	stateID := supervisorName(city) + "/state"
+	stateID := SupervisorName(city) + "/state"
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		switch ctx.Message().(type) {
 		case *messages.Replicate, *messages.GetState, *messages.GetDigest, *messages.GetHero, *messages.GetStats,

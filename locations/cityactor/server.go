@@ -53,6 +53,10 @@ type Config struct {
 	// Spawn (in an earlier membership), so incarnation numbers keep
 	// growing across a rejoin. Default 0.
 	PriorIncarnations uint64
+	// Stats receives the city's counters; pass the same one to every
+	// Spawn of the process (each membership) so they count since the
+	// process started. Default: a new one per Spawn.
+	Stats *Stats
 }
 
 func (c Config) withDefaults() Config {
@@ -75,9 +79,19 @@ type noTransport struct{}
 func (noTransport) Peers() []replication.Peer    { return nil }
 func (noTransport) Send(replication.Message) int { return 0 }
 
-// Stats are a city's replication counters, kept across restarts.
+// Stats are a city's counters, kept across restarts of its state actor
+// (and across memberships, when Config.Stats is shared). Any goroutine may
+// read them.
 type Stats struct {
+	// SyncRounds, SyncBytes, Pushes and PushBytes answer GetStats:
+	// anti-entropy rounds started, sync bytes sent to other cities, pushes
+	// sent and their bytes.
 	SyncRounds, SyncBytes, Pushes, PushBytes atomic.Uint64
+	// Replication holds the replication engines' counters and what the
+	// city sent, for the metrics.
+	Replication wire.Totals
+	// Restarts counts the state actor's restarts by its supervisor.
+	Restarts atomic.Uint64
 }
 
 // Server is one incarnation of a city: its replica, its rules, and the

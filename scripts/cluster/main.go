@@ -4,6 +4,10 @@
 //
 //	go run ./scripts/cluster [-cities gotham,metropolis,capitol] [-- extra node flags]
 //
+// Dispatch serves its metrics at http://localhost:4900/metrics; the cities
+// serve theirs on 127.0.0.1:4901, 4902... in -cities order
+// (-metrics-port, 0 for none).
+//
 // A node that exits is reported and not restarted: a city bombed too often
 // stays down, as in the original, while the rest carry on.
 package main
@@ -35,6 +39,7 @@ func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	cities := fs.String("cities", "gotham,metropolis,capitol", "comma-separated cities to start")
 	binDir := fs.String("bin", "", "where to build the node binaries (default: a cache folder)")
+	metricsPort := fs.Int("metrics-port", 4901, "the first city's metrics port on 127.0.0.1, the next city's the next port; 0: no city metrics")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,7 +67,11 @@ func run(ctx context.Context, args []string) error {
 	var procs []*proc.Proc
 	for _, c := range strings.Split(*cities, ",") {
 		if c = strings.TrimSpace(c); c != "" {
-			procs = append(procs, &proc.Proc{Name: c, Path: filepath.Join(dir, "locations"), Args: append([]string{"-city", c}, extra...)})
+			args := []string{"-city", c}
+			if *metricsPort > 0 {
+				args = append(args, "-metrics", fmt.Sprintf("127.0.0.1:%d", *metricsPort+len(procs)))
+			}
+			procs = append(procs, &proc.Proc{Name: c, Path: filepath.Join(dir, "locations"), Args: append(args, extra...)})
 		}
 	}
 	procs = append(procs, &proc.Proc{Name: "dispatch", Path: filepath.Join(dir, "dispatch"), Args: extra})
