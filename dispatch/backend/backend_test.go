@@ -3,12 +3,15 @@ package backend_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/dispatch/backend"
@@ -370,4 +373,69 @@ func TestChangesArePublishedInOrder(t *testing.T) {
 	if len(dead) != n {
 		t.Fatalf("%d tombstones published, want %d", len(dead), n)
 	}
+}
+
+// gatedCities holds every GetState until the gate opens, and counts them.
+type gatedCities struct {
+	backend.Cities
+	gate   chan struct{}
+	states atomic.Int64
+}
+
+func (g *gatedCities) Request(ctx context.Context, c crdt.Location, msg proto.Message) (proto.Message, error) {
+	if _, ok := msg.(*messages.GetState); ok {
+		g.states.Add(1)
+		select {
+		case <-g.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return g.Cities.Request(ctx, c, msg)
+}
+
+// Concurrent readers of a city share one read of its replica, each gets
+// the whole answer, and a reader that gives up does not fail the others.
+func TestCityReadsAreShared(t *testing.T) {
+	cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis)
+	gated := &gatedCities{gate: make(chan struct{})}
+	b, _, _ := newBackendWith(t, cities, setup{wrap: func(c backend.Cities) backend.Cities {
+		gated.Cities = c
+		return gated
+	}})
+	for i := range 3 {
+		if _, err := b.Create(context.Background(), fmt.Sprintf("Shared %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.AwaitCondition(t, 5*time.Second, func() bool { return cities.converged() }, "cities hold the creates")
+
+	// One reader gives up at once: its flight goes on for the others.
+	quick, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.CityHeroes(quick, crdt.Gotham); !errors.Is(err, service.ErrCityDown) {
+		t.Fatalf("cancelled reader: %v", err)
+	}
+	const readers = 20
+	var wg sync.WaitGroup
+	counts := make([]int, readers)
+	errs := make([]error, readers)
+	for i := range readers {
+		wg.Go(func() {
+			hs, err := b.CityHeroes(context.Background(), crdt.Gotham)
+			counts[i], errs[i] = len(hs), err
+		})
+	}
+	testkit.AwaitCondition(t, 5*time.Second, func() bool { return gated.states.Load() >= 1 }, "a read reached the city")
+	close(gated.gate)
+	wg.Wait()
+	for i := range readers {
+		if errs[i] != nil || counts[i] != 3 {
+			t.Fatalf("reader %d: %d heroes, %v", i, counts[i], errs[i])
+		}
+	}
+	if n := gated.states.Load(); n > readers/2 {
+		t.Fatalf("%d readers made %d reads of the city, want them shared", readers, n)
+	}
+	t.Logf("%d concurrent readers (and one that gave up): %d reads of the city", readers, gated.states.Load())
 }
