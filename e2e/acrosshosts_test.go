@@ -215,6 +215,7 @@ func TestAcrossHosts(t *testing.T) {
 	home := acked[3:]
 
 	// Partition: metropolis is cut from everyone, etcd included.
+	droppedBefore := lc.countIn(procs["dispatch"], `msg="cluster kinds changed"`, `kinds="[city-capitol city-gotham dispatch]"`, "left=1")
 	cut := time.Now()
 	if err := lc.lab.Isolate("metropolis"); err != nil {
 		t.Fatal(err)
@@ -228,9 +229,11 @@ func TestAcrossHosts(t *testing.T) {
 		}
 		home = append(home, h.ID)
 	}
-	// Long enough for etcd's lease (3 s) to drop it, so the heal needs a
-	// rejoin, and for its own timers to write.
-	time.Sleep(6 * time.Second) // the fault's duration, not a synchronisation
+	// Heal only once etcd's lease (3 s) has dropped metropolis, so the heal
+	// needs a rejoin; its patrols (one a second) write meanwhile.
+	await(t, 20*time.Second, "dispatch sees metropolis leave", func() bool {
+		return lc.countIn(procs["dispatch"], `msg="cluster kinds changed"`, `kinds="[city-capitol city-gotham dispatch]"`, "left=1") > droppedBefore
+	})
 	healed := time.Now()
 	if err := lc.lab.HealAll(); err != nil {
 		t.Fatal(err)
@@ -376,6 +379,15 @@ func (lc *labCluster) logged(node, what string) bool {
 		}
 	}
 	return false
+}
+
+// countIn returns how many lines of p's log contain every substring.
+func (lc *labCluster) countIn(p *netlab.Proc, substrings ...string) int {
+	b, err := os.ReadFile(p.LogFile())
+	if err != nil {
+		return 0
+	}
+	return len(matchingLines(string(b), substrings...))
 }
 
 func (lc *labCluster) loggedIn(p *netlab.Proc, what string) bool {

@@ -158,9 +158,14 @@ func (l *logBuffer) count(substrings ...string) int { return len(l.lines(substri
 func (l *logBuffer) lines(substrings ...string) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return matchingLines(l.b.String(), substrings...)
+}
+
+// matchingLines returns the lines of text that contain every substring.
+func matchingLines(text string, substrings ...string) []string {
 	var out []string
 outer:
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		for _, s := range substrings {
 			if !strings.Contains(line, s) {
 				continue outer

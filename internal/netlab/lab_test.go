@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/superhero-cluster/superhero/internal/testkit"
 )
 
 func TestAssignAddresses(t *testing.T) {
@@ -226,10 +228,10 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait for the helper to install its handler: it logs a line then.
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.AwaitCondition(t, 10*time.Second, func() bool {
 		b, _ := os.ReadFile(stub.LogFile())
 		return strings.Contains(string(b), "ignoring SIGTERM")
-	})
+	}, "the helper installs its SIGTERM handler")
 	if err := l.Cut("alpha", "beta"); err != nil {
 		t.Fatal(err)
 	}
@@ -339,15 +341,4 @@ func deadPid(t *testing.T) int {
 	}
 	t.Fatal("no free pid")
 	return 0
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -350,11 +350,3 @@ func checkHostPort(addr string) error {
 	}
 	return nil
 }
-
-// advertised is the remoting address peers dial.
-func (c Config) advertised() string {
-	if c.Advertise != "" {
-		return c.Advertise
-	}
-	return net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
-}

@@ -64,12 +64,6 @@ func TestConfigEtcdAndAdvertise(t *testing.T) {
 			t.Errorf("case %d: %v", i, err)
 		}
 	}
-	if got := (Config{Host: "0.0.0.0", Port: 1, Advertise: "10.0.0.7:8100"}).advertised(); got != "10.0.0.7:8100" {
-		t.Errorf("advertised %q", got)
-	}
-	if got := (Config{Host: "127.0.0.1", Port: 8100}).advertised(); got != "127.0.0.1:8100" {
-		t.Errorf("advertised %q", got)
-	}
 }
 
 func TestConfigNeverPrintsCookie(t *testing.T) {

@@ -281,7 +281,12 @@ func (n *Node) stop(graceful bool) error {
 			n.stopErr = n.shutdown(func() { n.cluster.Shutdown(true) })
 		} else {
 			n.stopErr = errors.Join(
-				n.shutdown(func() { _ = n.provider.Shutdown(true) }),
+				n.shutdown(func() {
+					if err := n.provider.Shutdown(true); err != nil {
+						// The etcd key then expires with its lease.
+						n.log.Warn("leaving the discovery service", slog.Any("error", err))
+					}
+				}),
 				n.shutdown(func() { n.cluster.Shutdown(false) }))
 		}
 		if n.topoSub != nil {
