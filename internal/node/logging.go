@@ -92,6 +92,11 @@ func (h *filterHandler) Handle(ctx context.Context, r slog.Record) error {
 		// Already closed when its handshake failed (see conns.go).
 		r.Level = slog.LevelDebug
 	}
+	if r.Message == "EndpointReader failed to send disconnection message" && attrContains(r, "error", "transport is closing") {
+		// The library tells its readers' peers it is going while its own
+		// server is already closing the transport: part of every stop.
+		r.Level = slog.LevelDebug
+	}
 	if r.Message == "EndpointWriter lost connection" {
 		switch {
 		case attrContains(r, "error", "the client connection is closing"):

@@ -94,6 +94,8 @@ func TestFilterHandlerQuietStop(t *testing.T) {
 		slog.String("error", "rpc error: code = Canceled desc = grpc: the client connection is closing"))
 	log.Error("EndpointWriter lost connection", slog.String("address", "127.0.0.1:8102"),
 		slog.String("error", `rpc error: code = Unavailable desc = closing transport due to: connection error: desc = "error reading from server: EOF", received prior goaway: code: NO_ERROR, debug data: "graceful_stop"`))
+	log.Error("EndpointReader failed to send disconnection message",
+		slog.String("error", "rpc error: code = Unavailable desc = transport is closing"))
 	if strings.Contains(sb.String(), "level=WARN") || strings.Contains(sb.String(), "level=ERROR") {
 		t.Fatalf("a clean stop logged as a warning:\n%s", sb.String())
 	}
