@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		protocol  = fs.String("protocol", "default", "replication protocol: default or original")
 		seed      = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
 		metricsAt = fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:4901; empty: off")
+		pprofAt   = fs.String("pprof", "", "serve Go's profiles at http://`ADDR`/debug/pprof/ (keep it on loopback); empty: off")
 	)
 	def := replication.DefaultCityConfig("")
 	var repl replication.Config
@@ -120,6 +121,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		ep, err := serveMetrics(*metricsAt, *name, cc.Stats, log)
 		if err != nil {
 			return fmt.Errorf("-metrics %s: %w", *metricsAt, err)
+		}
+		defer ep.Close()
+	}
+	if *pprofAt != "" {
+		ep, err := metrics.ListenProfiles(*pprofAt, log.With("actor", "pprof"))
+		if err != nil {
+			return fmt.Errorf("-pprof %s: %w", *pprofAt, err)
 		}
 		defer ep.Close()
 	}

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -93,6 +94,26 @@ type Endpoint struct {
 // be listened on, so a node started with a taken port says so before it
 // joins the cluster.
 func Listen(addr string, r *Registry, log *slog.Logger) (*Endpoint, error) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", r.Handler(log))
+	return serve(addr, mux, "/metrics", log)
+}
+
+// ListenProfiles opens addr and serves Go's runtime profiles (net/http/pprof)
+// on it at /debug/pprof/ until Close: what a node spends its CPU and memory
+// on, for `go tool pprof`. Profiles show the program's inner workings, so
+// the flags that turn it on say to keep it on loopback.
+func ListenProfiles(addr string, log *slog.Logger) (*Endpoint, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return serve(addr, mux, "/debug/pprof/", log)
+}
+
+func serve(addr string, h http.Handler, path string, log *slog.Logger) (*Endpoint, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -101,16 +122,15 @@ func Listen(addr string, r *Registry, log *slog.Logger) (*Endpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics: listen: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", r.Handler(log))
 	e := &Endpoint{
 		srv: &http.Server{
-			Handler:           mux,
+			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      30 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			// A CPU profile or trace takes as long as it was asked to.
+			WriteTimeout: 5 * time.Minute,
+			IdleTimeout:  2 * time.Minute,
+			ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
 		ln:   ln,
 		log:  log,
@@ -122,7 +142,7 @@ func Listen(addr string, r *Registry, log *slog.Logger) (*Endpoint, error) {
 			log.Error("metrics server stopped", "err", err)
 		}
 	}()
-	log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")
+	log.Info("listening", "url", "http://"+ln.Addr().String()+path)
 	return e, nil
 }
 

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -201,4 +202,32 @@ func newServer(t *testing.T, reg *metrics.Registry) string {
 	}
 	t.Cleanup(ep.Close)
 	return "http://" + ep.Addr()
+}
+
+// The profiles endpoint serves pprof and nothing else; a heap profile is
+// a real profile, not an empty answer.
+func TestProfilesEndpoint(t *testing.T) {
+	ep, err := metrics.ListenProfiles("127.0.0.1:0", logx.Test(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	get := func(path string) (int, []byte) {
+		resp, err := http.Get("http://" + ep.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, b
+	}
+	if code, b := get("/debug/pprof/heap"); code != http.StatusOK || len(b) == 0 {
+		t.Fatalf("GET /debug/pprof/heap: %d, %d bytes", code, len(b))
+	}
+	if code, _ := get("/metrics"); code != http.StatusNotFound {
+		t.Fatalf("GET /metrics on the profiles endpoint: %d, want 404", code)
+	}
 }
