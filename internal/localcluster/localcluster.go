@@ -7,11 +7,9 @@
 package localcluster
 
 import (
-	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +17,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -89,7 +86,7 @@ type Cluster struct {
 	cookie     string
 	out        io.Writer
 	log        *slog.Logger
-	api        *http.Client
+	api        *API
 	member     *node.Node
 
 	mu         sync.Mutex
@@ -115,9 +112,6 @@ func Start(ctx context.Context, bin string, sp Spec, log *slog.Logger, out io.Wr
 		slots:      map[string]int{},
 		nextSlot:   layout.FirstExtraSlot,
 		memberLeft: make(chan struct{}),
-		api: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			MaxIdleConns: 64, MaxIdleConnsPerHost: 64, IdleConnTimeout: time.Minute,
-		}},
 	}
 	base, err := layout.FreeRun(2*sp.Slots + 1)
 	if err != nil {
@@ -125,6 +119,7 @@ func Start(ctx context.Context, bin string, sp Spec, log *slog.Logger, out io.Wr
 	}
 	c.remoteBase, c.healthBase = base, base+sp.Slots
 	c.httpAddr = "127.0.0.1:" + strconv.Itoa(base+2*sp.Slots)
+	c.api = NewAPI(c.httpAddr)
 
 	start := time.Now()
 	joined := make(chan error, 1)
@@ -154,6 +149,9 @@ func Start(ctx context.Context, bin string, sp Spec, log *slog.Logger, out io.Wr
 
 // Spec returns the cluster's spec, defaults filled in.
 func (c *Cluster) Spec() Spec { return c.spec }
+
+// API is the client of dispatch's API that Call and Create use.
+func (c *Cluster) API() *API { return c.api }
 
 // HTTPAddr is dispatch's web address (host:port).
 func (c *Cluster) HTTPAddr() string { return c.httpAddr }
@@ -310,7 +308,7 @@ func (c *Cluster) Stop() {
 		for _, p := range procs {
 			p.Kill()
 		}
-		c.api.CloseIdleConnections()
+		c.api.Close()
 		go func() {
 			defer close(c.memberLeft)
 			if member != nil {
@@ -363,49 +361,12 @@ func (s Status) Up(city string) bool {
 // Call sends a JSON request to dispatch and decodes a 2xx answer into out
 // (if not nil). It returns the status code.
 func (c *Cluster) Call(ctx context.Context, method, path string, body, out any) (int, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.httpAddr+path, rd)
-	if err != nil {
-		return 0, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.api.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode >= 300 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return c.api.Call(ctx, method, path, body, out)
 }
 
 // Create creates a hero through the API.
 func (c *Cluster) Create(ctx context.Context, name string) (APIHero, error) {
-	var h APIHero
-	_, err := c.Call(ctx, http.MethodPost, "/api/superheroes", map[string]string{"name": name}, &h)
-	if err == nil && h.ID == "" {
-		err = errors.New("create: answer without an id")
-	}
-	return h, err
+	return c.api.Create(ctx, name)
 }
 
 // Status reads /api/cluster.
