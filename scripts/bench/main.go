@@ -41,7 +41,9 @@ var scenarios = []struct {
 	{"bomb_refill", bombRefill},
 	{"kill_restart", killRestart},
 	{"limit", limit},
+	{"http_floor", httpFloor},
 	{"throughput", throughput},
+	{"write_to_all_loaded", writeToAllLoaded},
 	{"scale", scale},
 }
 
@@ -143,7 +145,7 @@ func build(ctx context.Context, log *slog.Logger) (string, error) {
 	log.Info("building node binaries", "dir", dir)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	if err := proc.Build(ctx, root, dir); err != nil {
+	if err := proc.Build(ctx, root, dir, floorBinary); err != nil {
 		_ = os.RemoveAll(dir)
 		return "", err
 	}
@@ -158,6 +160,9 @@ type env struct {
 	log           *slog.Logger
 	echo          io.Writer // node output copy, or nil
 	startFailures atomic.Int32
+
+	floor *row    // the HTTP floor's row, once measured
+	rate  float64 // the throughput row's acknowledged creates per second, once measured
 }
 
 // pick returns full, or quick in a -quick run.
