@@ -7,7 +7,14 @@
 // replicas take to converge after the last fault, reads every replica
 // whole, and hands the run to the checker (internal/chaos).
 //
-//	go run ./scripts/chaos [-duration 60s] [-seed N] [-clients 8] [-rate 200] [-out DIR] [-json]
+//	go run ./scripts/chaos [-duration 60s] [-seed N] [-clients 8] [-rate 200] [-out DIR] [-json] [-net]
+//
+// With -net (as root, with nftables and etcd) the same soak runs in the
+// network lab (internal/netlab; lab.go): a host per node, etcd discovery,
+// mutual TLS, and network faults besides (a city cut away, dispatch cut
+// away, the cluster split in two, packets dropped) and a city restarted
+// with a skewed clock. The cities' replicas are read by a member agent,
+// this binary run again inside the lab (agent.go).
 //
 // The checker's table (or -json, its summary) goes to stdout, progress to
 // stderr. The exit status is 1 when the checker reports an anomaly or the

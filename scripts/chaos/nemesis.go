@@ -85,7 +85,11 @@ func (f plannedFault) String() string {
 	case faultDrop:
 		target = fmt.Sprintf("%s %d%%", f.Target, f.Percent)
 	case faultClockSkew:
-		target = fmt.Sprintf("%s %+v", f.Target, f.Offset)
+		sign := ""
+		if f.Offset > 0 {
+			sign = "+"
+		}
+		target = fmt.Sprintf("%s %s%v", f.Target, sign, f.Offset)
 	}
 	if f.Hold > 0 {
 		return fmt.Sprintf("%s %s %v", f.Kind, target, f.Hold.Round(time.Millisecond))
