@@ -157,7 +157,7 @@ func TestPlanNet(t *testing.T) {
 					nodes[n] = true
 				}
 				switch f.Kind {
-				case faultIsolate, faultClockSkew:
+				case faultIsolate:
 					if f.Target == dispatchName {
 						t.Fatalf("%s of dispatch", f.Kind)
 					}

@@ -154,21 +154,20 @@ func (lc *labCluster) args(node string, offset time.Duration) (bin string, args 
 		"-tls-ca", lc.ca(), "-tls-cert", cert, "-tls-key", key,
 		"-cookie", lc.cookie, "-log-level", "info",
 	}
-	switch node {
-	case clientHost:
+	if node == clientHost {
 		return lc.self, append([]string{agentCommand, "-name", clientHost}, args...)
-	case dispatchName:
-		return filepath.Join(lc.bin, "dispatch"), append(args, "-http", lc.httpAddr())
 	}
-	args = append([]string{"-city", node}, args...)
 	if offset != 0 {
 		args = append(args, "-clock-offset", offset.String())
 	}
-	return filepath.Join(lc.bin, "locations"), args
+	if node == dispatchName {
+		return filepath.Join(lc.bin, "dispatch"), append(args, "-http", lc.httpAddr())
+	}
+	return filepath.Join(lc.bin, "locations"), append([]string{"-city", node}, args...)
 }
 
-// start starts the node's process (a city with its clock shifted by
-// offset); the node's previous process must have exited.
+// start starts the node's process, with its clock shifted by offset;
+// the node's previous process must have exited.
 func (lc *labCluster) start(node string, offset time.Duration) error {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()

@@ -45,7 +45,7 @@ const (
 	faultSplit = "split"
 	// faultDrop drops a share of one node's packets, in and out.
 	faultDrop = "drop"
-	// faultClockSkew restarts a city (SIGKILL) with its wall clock
+	// faultClockSkew restarts a node (SIGKILL) with its wall clock
 	// shifted by -clock-offset, within the cluster's maximum clock offset
 	// (500 ms) so its writes are accepted, and after a while restarts it
 	// again with a true clock.
@@ -135,7 +135,7 @@ type step struct {
 // same schedule. Weights: a single bomb 20, 4 bombs to kill a city 15,
 // SIGKILL a city 20, SIGKILL dispatch 10, SIGSTOP any node 25; with net
 // (the lab) also isolate a city 15, cut dispatch away 10, split the
-// cluster in two 15, drop packets 10 and skew a city's clock 10. A step
+// cluster in two 15, drop packets 10 and skew a node's clock 10. A step
 // is two of those at once, on two different nodes, 10 times in 100; at
 // most one of the two is a network fault.
 func plan(seed uint64, cities []string, from, until time.Duration, net bool) []step {
@@ -176,7 +176,7 @@ func plan(seed uint64, cities []string, from, until time.Duration, net bool) []s
 				if rng.IntN(2) == 0 {
 					off = -off
 				}
-				f = plannedFault{Kind: faultClockSkew, Target: cities[rng.IntN(len(cities))], Offset: off, Hold: between(rng, 3*time.Second, 12*time.Second)}
+				f = plannedFault{Kind: faultClockSkew, Target: nodes[rng.IntN(len(nodes))], Offset: off, Hold: between(rng, 3*time.Second, 12*time.Second)}
 			}
 			if !slices.Contains(f.nodes(), exclude) {
 				return f
