@@ -59,12 +59,20 @@ type labCluster struct {
 	procs map[string]*netlab.Proc // the current process of every node, the agent's under clientHost
 }
 
+// labAvailable says what the machine lacks to run the lab, if anything.
+func labAvailable() error {
+	if err := netlab.Available("etcd"); err != nil {
+		return fmt.Errorf("-net: %w (run as root; apt-get install -y iproute2 nftables etcd-server)", err)
+	}
+	return nil
+}
+
 // startLab builds the lab in dir and starts etcd, the cities, dispatch and
 // the agent, and waits until the agent sees every node and dispatch shows
 // every city up and is ready. On error everything is removed again.
 func startLab(ctx context.Context, bin, dir string, cities []string, log *slog.Logger) (lc *labCluster, err error) {
-	if err := netlab.Available("etcd"); err != nil {
-		return nil, fmt.Errorf("-net: %w (run as root; apt-get install -y iproute2 nftables etcd-server)", err)
+	if err := labAvailable(); err != nil {
+		return nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {

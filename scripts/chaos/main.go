@@ -12,7 +12,7 @@
 // With -net (as root, with nftables and etcd) the same soak runs in the
 // network lab (internal/netlab; lab.go): a host per node, etcd discovery,
 // mutual TLS, and network faults besides (a city cut away, dispatch cut
-// away, the cluster split in two, packets dropped) and a city restarted
+// away, the cluster split in two, packets dropped) and a node restarted
 // with a skewed clock. The cities' replicas are read by a member agent,
 // this binary run again inside the lab (agent.go).
 //
@@ -139,7 +139,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return output(stdout, o, result, append([]string{dispatchName}, localcluster.DefaultCities...))
 	}
-	log.Info("chaos", "seed", o.seed, "duration", o.duration, "heal", o.heal, "clients", o.clients, "ws_clients", o.wsClients, "rate", o.rate)
+	if o.net {
+		// Before the build: say at once what the lab lacks.
+		if err := labAvailable(); err != nil {
+			return err
+		}
+	}
+	log.Info("chaos", "seed", o.seed, "duration", o.duration, "heal", o.heal, "clients", o.clients, "ws_clients", o.wsClients, "rate", o.rate, "net", o.net)
 
 	bin, err := build(ctx, o.bin, log)
 	if err != nil {
