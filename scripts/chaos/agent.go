@@ -173,11 +173,11 @@ func (a *agent) city(fn func(ctx context.Context, n *node.Node, city string) (an
 		n := a.n.Load()
 		city := r.URL.Query().Get("city")
 		switch {
-		case n == nil:
-			http.Error(w, errNotJoined.Error(), http.StatusBadGateway)
-			return
 		case city == "":
 			http.Error(w, "no ?city=", http.StatusBadRequest)
+			return
+		case n == nil:
+			http.Error(w, errNotJoined.Error(), http.StatusBadGateway)
 			return
 		}
 		out, err := fn(r.Context(), n, city)

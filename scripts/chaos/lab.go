@@ -54,6 +54,7 @@ type labCluster struct {
 	cities  []string
 	log     *slog.Logger
 	agent   *agentClient
+	obs     *observer
 
 	mu    sync.Mutex
 	procs map[string]*netlab.Proc // the current process of every node, the agent's under clientHost
@@ -93,6 +94,12 @@ func startLab(ctx context.Context, bin, dir string, cities []string, log *slog.L
 		procs: map[string]*netlab.Proc{},
 	}
 	lc.agent = newAgentClient(lc.dial)
+	lc.obs = &observer{
+		state: lc.agent.state, base: "http://" + lc.httpAddr(), token: lc.token,
+		http: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+			DialContext: lc.dial, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second,
+		}},
+	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, lc.close())
@@ -225,6 +232,7 @@ func (lc *labCluster) notRunning() map[string]string {
 // with the logs stays.
 func (lc *labCluster) close() error {
 	lc.agent.close()
+	lc.obs.http.CloseIdleConnections()
 	lc.mu.Lock()
 	procs := make([]*netlab.Proc, 0, len(lc.procs))
 	for _, p := range lc.procs {
@@ -242,16 +250,9 @@ func (lc *labCluster) close() error {
 
 // observer reads the lab's replicas: the cities' through the agent,
 // dispatch's from the clients' host.
-func (lc *labCluster) observer() *observer {
-	return &observer{
-		state: lc.agent.state, base: "http://" + lc.httpAddr(), token: lc.token,
-		http: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-			DialContext: lc.dial, MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second,
-		}},
-	}
-}
+func (lc *labCluster) observer() *observer { return lc.obs }
 
-func (lc *labCluster) target() *labTarget { return &labTarget{lc: lc, obs: lc.observer()} }
+func (lc *labCluster) target() *labTarget { return &labTarget{lc: lc, obs: lc.obs} }
 
 // labTarget is the lab's cluster as the nemesis's Target, Network and
 // Skewer.
