@@ -87,18 +87,18 @@ func TestClassifyTransport(t *testing.T) {
 
 func TestPlanIsSeeded(t *testing.T) {
 	cities := []string{"gotham", "metropolis", "capitol"}
-	a := plan(7, cities, 3*time.Second, 40*time.Second)
-	b := plan(7, cities, 3*time.Second, 40*time.Second)
+	a := plan(7, cities, 3*time.Second, 40*time.Second, false)
+	b := plan(7, cities, 3*time.Second, 40*time.Second, false)
 	if !reflect.DeepEqual(a, b) {
 		t.Fatal("the same seed gave two schedules")
 	}
-	if reflect.DeepEqual(a, plan(8, cities, 3*time.Second, 40*time.Second)) {
+	if reflect.DeepEqual(a, plan(8, cities, 3*time.Second, 40*time.Second, false)) {
 		t.Fatal("two seeds gave the same schedule")
 	}
 	kinds := map[string]int{}
 	doubles := 0
 	for _, seed := range []uint64{1, 2, 3, 4, 5} {
-		for _, s := range plan(seed, cities, 0, 120*time.Second) {
+		for _, s := range plan(seed, cities, 0, 120*time.Second, false) {
 			if s.At < 0 || s.At >= 120*time.Second {
 				t.Fatalf("step at %v outside the window", s.At)
 			}
@@ -116,6 +116,9 @@ func TestPlanIsSeeded(t *testing.T) {
 				if f.Kind == faultSigstop && (f.Hold < time.Second || f.Hold >= 10*time.Second) {
 					t.Fatalf("freeze of %v", f.Hold)
 				}
+				if f.network() || f.Kind == faultClockSkew {
+					t.Fatalf("a -net fault on loopback: %v", f)
+				}
 			}
 		}
 	}
@@ -126,6 +129,75 @@ func TestPlanIsSeeded(t *testing.T) {
 	}
 	if doubles == 0 {
 		t.Error("never two faults at once in five schedules")
+	}
+}
+
+// TestPlanNet: in the lab the schedule adds the network faults and the
+// skewed clock, each well formed, never two network faults at once and
+// never two faults on one node.
+func TestPlanNet(t *testing.T) {
+	cities := []string{"gotham", "metropolis", "capitol"}
+	if !reflect.DeepEqual(plan(9, cities, 0, time.Minute, true), plan(9, cities, 0, time.Minute, true)) {
+		t.Fatal("the same seed gave two schedules")
+	}
+	kinds := map[string]int{}
+	etcdSides := map[int]int{}
+	for _, seed := range []uint64{1, 2, 3, 4, 5, 6} {
+		for _, s := range plan(seed, cities, 0, 120*time.Second, true) {
+			network, nodes := 0, map[string]bool{}
+			for _, f := range s.Faults {
+				kinds[f.Kind]++
+				if f.network() {
+					network++
+				}
+				for _, n := range f.nodes() {
+					if nodes[n] {
+						t.Fatalf("two faults at once on %s: %v", n, s.Faults)
+					}
+					nodes[n] = true
+				}
+				switch f.Kind {
+				case faultIsolate:
+					if f.Target == dispatchName {
+						t.Fatalf("%s of dispatch", f.Kind)
+					}
+				case faultSplit:
+					if len(f.Groups) != 2 || len(f.Groups[0]) == 0 || len(f.Groups[1]) == 0 || len(f.nodes()) != 1+len(cities) {
+						t.Fatalf("split %v", f.Groups)
+					}
+					side := 0
+					for i, g := range f.Groups {
+						for _, n := range g {
+							if n == etcdName {
+								side = i + 1
+							}
+						}
+					}
+					etcdSides[side]++
+				case faultDrop:
+					if f.Percent < 10 || f.Percent > 40 {
+						t.Fatalf("drop of %d%%", f.Percent)
+					}
+				}
+				if f.Kind == faultClockSkew && (f.Offset.Abs() < 100*time.Millisecond || f.Offset.Abs() >= 400*time.Millisecond) {
+					t.Fatalf("skew of %v: outside 100..400 ms", f.Offset)
+				}
+				if f.network() && f.Hold < 2*time.Second {
+					t.Fatalf("%v held %v", f.Kind, f.Hold)
+				}
+			}
+			if network > 1 {
+				t.Fatalf("two network faults at once: %v", s.Faults)
+			}
+		}
+	}
+	for _, k := range []string{faultBomb, faultKillCity, faultSigkill, faultSigstop, faultIsolate, faultCutDispatch, faultSplit, faultDrop, faultClockSkew} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s in six schedules: %v", k, kinds)
+		}
+	}
+	if len(etcdSides) != 3 {
+		t.Errorf("etcd's side in splits: %v, want each of neither, first and second", etcdSides)
 	}
 }
 

@@ -7,7 +7,14 @@
 // replicas take to converge after the last fault, reads every replica
 // whole, and hands the run to the checker (internal/chaos).
 //
-//	go run ./scripts/chaos [-duration 60s] [-seed N] [-clients 8] [-rate 200] [-out DIR] [-json]
+//	go run ./scripts/chaos [-duration 60s] [-seed N] [-clients 8] [-rate 200] [-out DIR] [-json] [-net]
+//
+// With -net (as root, with nftables and etcd) the same soak runs in the
+// network lab (internal/netlab; lab.go): a host per node, etcd discovery,
+// mutual TLS, and network faults besides (a city cut away, dispatch cut
+// away, the cluster split in two, packets dropped) and a node restarted
+// with a skewed clock. The cities' replicas are read by a member agent,
+// this binary run again inside the lab (agent.go).
 //
 // The checker's table (or -json, its summary) goes to stdout, progress to
 // stderr. The exit status is 1 when the checker reports an anomaly or the
@@ -24,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -43,7 +51,12 @@ func main() {
 	stdout := os.Stdout
 	os.Stdout = os.Stderr
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], stdout, os.Stderr)
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == agentCommand {
+		err = runAgent(ctx, os.Args[2:], os.Stderr)
+	} else {
+		err = run(ctx, os.Args[1:], stdout, os.Stderr)
+	}
 	stop()
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -88,7 +101,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.progress, "progress", 5*time.Second, "how often to log progress")
 	fs.StringVar(&o.out, "out", "", "directory for history.jsonl, run.json, latency.svg and nodes.log")
 	fs.BoolVar(&o.asJSON, "json", false, "print the checker's JSON summary instead of its table")
-	fs.BoolVar(&o.net, "net", false, "run in the network lab with partitions and packet loss (not yet)")
+	fs.BoolVar(&o.net, "net", false, "run in the network lab (root, nftables, etcd): the nodes on hosts of their own, with etcd and mutual TLS, and network faults and skewed clocks besides")
 	fs.BoolVar(&o.verbose, "v", false, "copy the nodes' output to stderr")
 	fs.StringVar(&o.check, "check", "", "check the run saved in this -out directory again, without running anything")
 	fs.StringVar(&o.bin, "bin", "", "where to build the node binaries (default: a cache folder of this checkout)")
@@ -105,8 +118,6 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		return o, usageError{fmt.Errorf("-heal (%v) must be shorter than -duration (%v)", o.heal, o.duration)}
 	case o.clients <= 0 || o.rate <= 0 || o.timeout <= 0 || o.heroes <= 0:
 		return o, usageError{errors.New("-clients, -rate, -timeout and -heroes must be positive")}
-	case o.net:
-		return o, usageError{errors.New("-net (the soak in the network lab) is not implemented yet: the nemesis's Network interface is where it goes")}
 	}
 	if o.wsClients < 0 {
 		o.wsClients = o.clients / 4
@@ -128,28 +139,71 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return output(stdout, o, result, append([]string{dispatchName}, localcluster.DefaultCities...))
 	}
-	log.Info("chaos", "seed", o.seed, "duration", o.duration, "heal", o.heal, "clients", o.clients, "ws_clients", o.wsClients, "rate", o.rate)
+	if o.net {
+		// Before the build: say at once what the lab lacks.
+		if err := labAvailable(); err != nil {
+			return err
+		}
+	}
+	log.Info("chaos", "seed", o.seed, "duration", o.duration, "heal", o.heal, "clients", o.clients, "ws_clients", o.wsClients, "rate", o.rate, "net", o.net)
 
 	bin, err := build(ctx, o.bin, log)
 	if err != nil {
 		return err
 	}
-	nodeOut, closeOut, err := nodeOutput(o, stderr)
-	if err != nil {
-		return err
+	var env soakEnv
+	if o.net {
+		dir := filepath.Join(o.out, "lab")
+		if o.out == "" {
+			if dir, err = os.MkdirTemp("", "chaos-lab-"); err != nil {
+				return err
+			}
+		}
+		lc, err := startLab(ctx, bin, dir, localcluster.DefaultCities, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := lc.close(); err != nil {
+				log.Error("removing the lab", "err", err)
+			}
+			log.Info("lab removed", "logs", dir)
+		}()
+		env = soakEnv{
+			cities: lc.cities, base: "http://" + lc.httpAddr(), token: lc.token, dial: lc.dial,
+			target: lc.target(), obs: lc.observer(), net: true, notRunning: lc.notRunning,
+		}
+	} else {
+		nodeOut, closeOut, err := nodeOutput(o, stderr)
+		if err != nil {
+			return err
+		}
+		defer closeOut()
+		c, err := localcluster.Start(ctx, bin, localcluster.Spec{Member: "chaos", LogLevel: "info"}, log, nodeOut)
+		if err != nil {
+			return fmt.Errorf("start the cluster: %w", err)
+		}
+		defer func() {
+			c.Stop()
+			<-c.Left()
+		}()
+		env = soakEnv{
+			cities: c.Spec().Cities, base: "http://" + c.HTTPAddr(),
+			target: newLocalTarget(c), obs: newLocalObserver(c), notRunning: func() map[string]string {
+				out := map[string]string{}
+				for name, p := range c.Procs() {
+					select {
+					case <-p.Done():
+						out[name] = fmt.Sprintf("exit %d", p.ExitCode())
+					default:
+					}
+				}
+				return out
+			},
+		}
 	}
-	defer closeOut()
 
-	c, err := localcluster.Start(ctx, bin, localcluster.Spec{Member: "chaos", LogLevel: "info"}, log, nodeOut)
-	if err != nil {
-		return fmt.Errorf("start the cluster: %w", err)
-	}
-	defer func() {
-		c.Stop()
-		<-c.Left()
-	}()
-
-	result, err := soak(ctx, o, c, log)
+	result, err := soak(ctx, o, env, log)
 	if err != nil {
 		return err
 	}
@@ -159,7 +213,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		log.Info("saved", "dir", o.out)
 	}
-	return output(stdout, o, result, append([]string{dispatchName}, c.Spec().Cities...))
+	return output(stdout, o, result, append([]string{dispatchName}, env.cities...))
+}
+
+// soakEnv is the cluster a soak runs against: on loopback, or in the lab.
+type soakEnv struct {
+	cities []string
+	// base is dispatch's URL; token its API token ("" for none); dial
+	// connects the clients (nil: this process's network).
+	base, token string
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	target      Target
+	obs         *observer
+	// net draws the lab's faults too.
+	net bool
+	// notRunning names the nodes whose process has exited, with how.
+	notRunning func() map[string]string
 }
 
 // output checks the run and prints the checker's table or JSON summary;
@@ -204,20 +273,21 @@ func output(stdout io.Writer, o options, result chaos.Run, replicas []string) er
 
 // soak runs the workload and the nemesis, then measures convergence and
 // reads every replica.
-func soak(ctx context.Context, o options, c *localcluster.Cluster, log *slog.Logger) (chaos.Run, error) {
+func soak(ctx context.Context, o options, env soakEnv, log *slog.Logger) (chaos.Run, error) {
 	start := time.Now()
 	now := func() time.Duration { return time.Since(start) }
 	rec := chaos.NewRecorder(now)
-	cities := c.Spec().Cities
+	cities := env.cities
 
 	w := newWorkload(workloadConfig{
-		Base: "http://" + c.HTTPAddr(), Clients: o.clients, WSClients: o.wsClients, Rate: o.rate,
+		Base: env.base, Clients: o.clients, WSClients: o.wsClients, Rate: o.rate,
 		Timeout: o.timeout, Heroes: o.heroes, Cities: cities, Seed: o.seed,
+		Token: env.token, Dial: env.dial,
 	}, rec)
 	faultsUntil := o.duration - o.heal
-	steps := plan(o.seed, cities, 3*time.Second, faultsUntil)
+	steps := plan(o.seed, cities, 3*time.Second, faultsUntil, env.net)
 	log.Info("schedule", "steps", len(steps), "first", firstSteps(steps, 3))
-	nem := newNemesis(newLocalTarget(c), log.With("part", "nemesis"), now, 30*time.Second)
+	nem := newNemesis(env.target, log.With("part", "nemesis"), now, 30*time.Second)
 
 	wctx, stopWorkload := context.WithTimeout(ctx, o.duration)
 	defer stopWorkload()
@@ -238,7 +308,7 @@ func soak(ctx context.Context, o options, c *localcluster.Cluster, log *slog.Log
 
 	// Every replica is compared all through the run; after the last
 	// fault, the first time they were equal is the convergence.
-	obs := newObserver(c)
+	obs := env.obs
 	var cv convergence
 	cctx, stopWatching := context.WithCancel(ctx)
 	var watcher sync.WaitGroup
@@ -290,12 +360,8 @@ func soak(ctx context.Context, o options, c *localcluster.Cluster, log *slog.Log
 	if len(diffs) > 0 {
 		log.Error("final replicas differ", "differences", len(diffs), "first", firstOf(diffs, 5))
 	}
-	for name, p := range c.Procs() {
-		select {
-		case <-p.Done():
-			log.Error("node not running at the end", "node", name, "exit", p.ExitCode())
-		default:
-		}
+	for name, how := range env.notRunning() {
+		log.Error("node not running at the end", "node", name, "exit", how)
 	}
 	faults, _ = nem.record()
 	return chaos.Run{

@@ -15,33 +15,39 @@ import (
 	"github.com/superhero-cluster/superhero/internal/localcluster"
 )
 
-// observer reads whole replicas: each city's through this process's
-// cluster member (messages.GetState: every entry, tombstones included,
-// with its stamp), and dispatch's through its API, which has no read of
-// the whole replica: the live heroes come from GET /api/superheroes, the
-// others from GET /api/superheroes/{id} for every id the run has seen
-// (410: a tombstone, carried in the answer; 404: absent).
+// observer reads whole replicas: each city's through a cluster member
+// (messages.GetState: every entry, tombstones included, with its stamp):
+// this process's own on loopback, the agent's in the lab (-net); and
+// dispatch's through its API, which has no read of the whole replica: the
+// live heroes come from GET /api/superheroes, the others from GET
+// /api/superheroes/{id} for every id the run has seen (410: a tombstone,
+// carried in the answer; 404: absent).
 type observer struct {
-	c    *localcluster.Cluster
-	base string
-	http *http.Client
+	state func(ctx context.Context, city string) ([]chaos.Hero, error)
+	base  string // dispatch's URL
+	token string // dispatch's API token, "" for none
+	http  *http.Client
 }
 
-func newObserver(c *localcluster.Cluster) *observer {
-	return &observer{c: c, base: "http://" + c.HTTPAddr(), http: &http.Client{Timeout: 2 * time.Second}}
+// newLocalObserver reads the loopback cluster.
+func newLocalObserver(c *localcluster.Cluster) *observer {
+	state := func(ctx context.Context, city string) ([]chaos.Hero, error) {
+		hs, err := c.State(ctx, city, 2*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]chaos.Hero, len(hs))
+		for i, h := range hs {
+			out[i] = fromCRDT(h)
+		}
+		return out, nil
+	}
+	return &observer{state: state, base: "http://" + c.HTTPAddr(), http: &http.Client{Timeout: 2 * time.Second}}
 }
 
 // cityState reads a city's whole replica.
 func (o *observer) cityState(ctx context.Context, city string) ([]chaos.Hero, error) {
-	hs, err := o.c.State(ctx, city, 2*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]chaos.Hero, len(hs))
-	for i, h := range hs {
-		out[i] = fromCRDT(h)
-	}
-	return out, nil
+	return o.state(ctx, city)
 }
 
 func fromCRDT(h crdt.Hero) chaos.Hero {
@@ -57,6 +63,9 @@ func (o *observer) get(ctx context.Context, path string, out any) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.base+path, nil)
 	if err != nil {
 		return 0, err
+	}
+	if o.token != "" {
+		req.Header.Set("Authorization", "Bearer "+o.token)
 	}
 	resp, err := o.http.Do(req)
 	if err != nil {

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/superhero-cluster/superhero/internal/chaos"
 )
@@ -33,6 +36,12 @@ type workloadConfig struct {
 	Cities []string
 	// Seed seeds every client's choices.
 	Seed uint64
+	// Token is dispatch's API token, sent as "Authorization: Bearer"
+	// on every request and WebSocket; "" for none (loopback).
+	Token string
+	// Dial connects the clients; nil dials from this process's network.
+	// In the lab (-net) it dials from the clients' namespace.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // workload runs the clients and records every operation.
@@ -56,11 +65,17 @@ func (w *workload) run(ctx context.Context) {
 			w:   w,
 			rng: rand.New(rand.NewPCG(w.cfg.Seed, uint64(i)+1)),
 			http: &http.Client{Timeout: w.cfg.Timeout, Transport: &http.Transport{
-				MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
+				MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second, DialContext: w.cfg.Dial,
 			}},
 		}
 		if i < w.cfg.WSClients {
 			c.ws = &wsClient{url: "ws" + strings.TrimPrefix(w.cfg.Base, "http") + "/ws", timeout: w.cfg.Timeout}
+			if w.cfg.Dial != nil || w.cfg.Token != "" {
+				c.ws.opts = &websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DialContext: w.cfg.Dial}}}
+				if w.cfg.Token != "" {
+					c.ws.opts.HTTPHeader = http.Header{"Authorization": {"Bearer " + w.cfg.Token}}
+				}
+			}
 		}
 		wg.Go(func() { c.run(ctx, interval) })
 	}
@@ -388,6 +403,9 @@ func (c *client) do(ctx context.Context, method, path string, body any) answer {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.w.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.w.cfg.Token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

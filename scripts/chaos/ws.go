@@ -17,6 +17,7 @@ import (
 type wsClient struct {
 	url     string
 	timeout time.Duration
+	opts    *websocket.DialOptions // nil: the defaults
 
 	conn    *websocket.Conn
 	cancel  context.CancelFunc
@@ -77,7 +78,7 @@ func (w *wsClient) do(ctx context.Context, cmd map[string]any) answer {
 // dial opens the connection and starts its reader. A failed dial is an
 // answer: refused (nothing sent), or the handshake's HTTP status.
 func (w *wsClient) dial(ctx context.Context) (answer, bool) {
-	conn, resp, err := websocket.Dial(ctx, w.url, nil)
+	conn, resp, err := websocket.Dial(ctx, w.url, w.opts)
 	if err != nil {
 		// No connection, no command sent: the operation did not happen.
 		a := answer{err: err, msg: "websocket dial: " + err.Error(), unsent: true}
