@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -292,15 +293,22 @@ func TestStall(t *testing.T) {
 }
 
 func TestSelectScenarios(t *testing.T) {
-	all, err := selectScenarios("")
+	all, err := selectScenarios("", false)
 	if err != nil || len(all) != len(scenarios) {
 		t.Fatalf("all: %v %v", all, err)
 	}
-	some, err := selectScenarios("limit, write_to_all")
+	some, err := selectScenarios("limit, write_to_all", false)
 	if err != nil || strings.Join(some, ",") != "limit,write_to_all" {
 		t.Fatalf("some: %v %v", some, err)
 	}
-	if _, err := selectScenarios("limit,nope"); err == nil {
+	quick, err := selectScenarios("", true)
+	if err != nil || slices.Contains(quick, "peer") || len(quick) != len(scenarios)-1 {
+		t.Fatalf("a -quick run builds no nats-server unless asked: %v %v", quick, err)
+	}
+	if named, err := selectScenarios("peer", true); err != nil || strings.Join(named, ",") != "peer" {
+		t.Fatalf("-quick -scenarios peer: %v %v", named, err)
+	}
+	if _, err := selectScenarios("limit,nope", false); err == nil {
 		t.Fatal("unknown scenario accepted")
 	}
 }

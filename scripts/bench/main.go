@@ -6,6 +6,9 @@
 //
 //	go run ./scripts/bench [-quick] [-json] [-scenarios write_to_all,limit]
 //
+// The peer scenario (NATS JetStream KV, see peer.go) builds nats-server
+// first, so a -quick run leaves it out unless -scenarios names it.
+//
 // Progress goes to stderr. Every scenario has a hard deadline; one that
 // misses it reports an error row and the run goes on. The exit status is
 // non-zero only when the harness itself fails (cannot build, cannot start
@@ -45,7 +48,12 @@ var scenarios = []struct {
 	{"throughput", throughput},
 	{"write_to_all_loaded", writeToAllLoaded},
 	{"scale", scale},
+	{"peer", peer},
 }
+
+// notQuick are the scenarios a -quick run leaves out unless -scenarios
+// names them.
+var notQuick = []string{"peer"}
 
 func main() {
 	// The library's health server prints a banner to os.Stdout when a
@@ -65,7 +73,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	selected, err := selectScenarios(*only)
+	selected, err := selectScenarios(*only, *quick)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
@@ -95,12 +103,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		rows = append(rows, sc.run(ctx, e)...)
 		log.Info("scenario done", "name", sc.name, "took", time.Since(t).Round(time.Millisecond))
 	}
+	rows = append(rows, peerRatios(rows)...)
 	log.Info("bench done", "took", time.Since(start).Round(time.Millisecond), "rows", len(rows))
 
 	if *asJSON {
 		err = writeJSON(stdout, rows)
-	} else {
-		err = writeTable(stdout, rows)
+	} else if err = writeTable(stdout, rows); err == nil {
+		err = writeSideBySide(stdout, rows)
 	}
 	if err != nil {
 		log.Error("output", "err", err)
@@ -112,13 +121,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func selectScenarios(list string) ([]string, error) {
-	var all []string
+func selectScenarios(list string, quick bool) ([]string, error) {
+	var all, def []string
 	for _, sc := range scenarios {
 		all = append(all, sc.name)
+		if !quick || !slices.Contains(notQuick, sc.name) {
+			def = append(def, sc.name)
+		}
 	}
 	if list == "" {
-		return all, nil
+		return def, nil
 	}
 	var out []string
 	for _, name := range strings.Split(list, ",") {
