@@ -50,15 +50,14 @@ func natsServerBinary(ctx context.Context, log *slog.Logger) (string, error) {
 		}
 		return p, nil
 	}
-	cache, err := os.UserCacheDir()
+	bin, err := natsServerCached()
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", errNoNATSServer, err)
 	}
-	dir := filepath.Join(cache, "superhero-bench", "nats-server-"+natsServerVersion)
-	bin := filepath.Join(dir, "nats-server")
 	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
 		return bin, nil
 	}
+	dir := filepath.Dir(bin)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("%w: %v", errNoNATSServer, err)
 	}
@@ -84,6 +83,16 @@ func natsServerBinary(ctx context.Context, log *slog.Logger) (string, error) {
 	}
 	log.Info("built nats-server", "took", time.Since(start).Round(time.Millisecond))
 	return bin, nil
+}
+
+// natsServerCached is where the built nats-server is kept between runs:
+// the user's cache folder, by version.
+func natsServerCached() (string, error) {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(cache, "superhero-bench", "nats-server-"+natsServerVersion, "nats-server"), nil
 }
 
 // lastLines returns the last n lines of s, joined by " | ".
