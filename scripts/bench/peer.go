@@ -89,7 +89,7 @@ func (e *env) measurePeer(ctx context.Context, bin string, st jetstream.StorageT
 	defer c.Stop()
 	if err := runPeer(ctx, e, c, st, &r); err != nil {
 		r.Err = err.Error()
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			r.Err = fmt.Sprintf("deadline of %v: %v", limit, err)
 		}
 	}
