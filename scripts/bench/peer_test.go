@@ -61,20 +61,14 @@ func TestScanStep(t *testing.T) {
 	}
 }
 
-func TestSetCPUPerWrite(t *testing.T) {
+func TestPerCore(t *testing.T) {
 	var r row
-	setCPUPerWrite(&r, 2, 10_000)
-	if v, _ := r.get("cpu_us"); v != 200 {
-		t.Errorf("cpu_us = %v, want 200", v)
+	if _, ok := perCore(&r); ok {
+		t.Fatal("writes per core without CPU figures")
 	}
-	if v, _ := r.get("per_s_per_core"); v != 5000 {
-		t.Errorf("per_s_per_core = %v, want 5000", v)
-	}
-	var none row
-	setCPUPerWrite(&none, 2, 0)
-	setCPUPerWrite(&none, 0, 100)
-	if len(none.Metrics) != 0 {
-		t.Fatalf("figures without writes or without CPU: %+v", none.Metrics)
+	r.set("cpu_us_per_write", 200)
+	if v, ok := perCore(&r); !ok || v != 5000 {
+		t.Fatalf("perCore = %v, %v; want 5000", v, ok)
 	}
 }
 
@@ -93,8 +87,9 @@ func comparedRows() []row {
 	return []row{
 		mk("write_to_all", "default", "api_p50_ms", 0.5, "p50_ms", 3.0, "p99_ms", 6.0),
 		mk("write_to_all", "original", "api_p50_ms", 90.0, "p50_ms", 900.0, "p99_ms", 990.0),
-		mk("throughput", "default", "per_s", 7000.0, "per_s_per_core", 5000.0, "cpu_us", 200.0),
-		mk("peer", "nats-kv-file", "api_p50_ms", 1.0, "p50_ms", 1.5, "p99_ms", 2.0, "per_s", 7000.0, "per_s_per_core", 4000.0, "cpu_us", 250.0),
+		mk("throughput", "default", "per_s", 7000.0, "cpu_us_per_write", 200.0),
+		mk("throughput", "quorum-0", "per_s", 9000.0, "cpu_us_per_write", 100.0),
+		mk("peer", "nats-kv-file", "api_p50_ms", 1.0, "p50_ms", 1.5, "p99_ms", 2.0, "per_s", 7000.0, "cpu_us_per_write", 250.0),
 		failed,
 		{Scenario: "peer", Protocol: "skipped", Note: "SKIPPED: no nats-server"},
 	}
@@ -107,7 +102,7 @@ func TestPeerRatios(t *testing.T) {
 	}
 	want := map[string]float64{
 		"ratio_api_p50_ms": 0.5, "ratio_p50_ms": 2, "ratio_p99_ms": 3,
-		"ratio_per_s": 1, "ratio_per_s_per_core": 1.25, "ratio_cpu_us": 0.8,
+		"ratio_per_s": 1, "ratio_per_s_per_core": 1.25, "ratio_cpu_us_per_write": 0.8,
 	}
 	for name, w := range want {
 		if v, ok := got[0].get(name); !ok || math.Abs(v-w) > 1e-9 {
@@ -119,7 +114,7 @@ func TestPeerRatios(t *testing.T) {
 	}
 
 	// Without our rows there is nothing to compare.
-	if r := peerRatios(comparedRows()[3:]); len(r) != 0 {
+	if r := peerRatios(comparedRows()[4:]); len(r) != 0 {
 		t.Fatalf("ratio rows without ours: %+v", r)
 	}
 }
@@ -130,7 +125,7 @@ func TestWriteSideBySide(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"ours  nats-kv-file  ours/peer", "3     1.50          2\n", "200   250           0.80"} {
+	for _, want := range []string{"ours  nats-kv-file  ours/peer", "3     1.50          2\n", "5000  4000          1.25", "200   250           0.80"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("side by side lacks %q:\n%s", want, out)
 		}
@@ -143,7 +138,7 @@ func TestWriteSideBySide(t *testing.T) {
 	}
 
 	b.Reset()
-	if err := writeSideBySide(&b, comparedRows()[3:]); err != nil {
+	if err := writeSideBySide(&b, comparedRows()[4:]); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "ours: run with -scenarios peer,write_to_all,throughput") {
@@ -151,7 +146,7 @@ func TestWriteSideBySide(t *testing.T) {
 	}
 
 	b.Reset()
-	if err := writeSideBySide(&b, comparedRows()[:3]); err != nil || b.Len() != 0 {
+	if err := writeSideBySide(&b, comparedRows()[:4]); err != nil || b.Len() != 0 {
 		t.Fatalf("side by side without peer rows: %q, %v", b.String(), err)
 	}
 }
