@@ -153,7 +153,8 @@ func TestWriteSideBySide(t *testing.T) {
 
 // testNATSServer returns a nats-server to run: $BENCH_NATS_SERVER or the
 // one a bench run built into the cache folder. Tests never build one (it
-// takes a minute and the network), so without either they skip.
+// takes a minute and the network), so without either they skip; with
+// CI=true they fail, since .ci/run builds it first with a quick peer run.
 func testNATSServer(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv(natsServerEnv); p != "" {
@@ -164,6 +165,9 @@ func testNATSServer(t *testing.T) string {
 		if _, err = os.Stat(p); err == nil {
 			return p
 		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("no nats-server with CI=true (.ci/run builds it with go run ./scripts/bench -quick -scenarios peer): %v", err)
 	}
 	t.Skipf("no nats-server (set %s, or run go run ./scripts/bench -quick -scenarios peer once): %v", natsServerEnv, err)
 	return ""
