@@ -925,10 +925,11 @@
   // viewport, measuring the rows' pitch first if it is not known, and
   // rebuilds it if it moved. It reads the layout before it writes.
   function placeWindow() {
-    if (!view.measured && view.end - view.start >= 2) {
-      const a = view.rows.get(shown()[view.start]);
-      const z = view.rows.get(shown()[view.end - 1]);
-      const pitch = a && z ? (z.tr.getBoundingClientRect().top - a.tr.getBoundingClientRect().top) / (view.end - 1 - view.start) : 0;
+    // The rows of the latest render, if the table still holds it.
+    const a = !view.dirty && view.end - view.start >= 2 && view.rows.get(shown()[view.start]);
+    const z = a && view.rows.get(shown()[view.end - 1]);
+    if (!view.measured && z) {
+      const pitch = (z.tr.getBoundingClientRect().top - a.tr.getBoundingClientRect().top) / (view.end - 1 - view.start);
       view.measured = true; // once: a table that is not laid out keeps the guess
       if (pitch >= 8 && Math.abs(pitch - view.pitch) > 0.01) {
         view.pitch = pitch;
