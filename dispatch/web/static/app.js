@@ -135,6 +135,12 @@
     });
   }
 
+  // mark sets a performance mark, keeping only the latest of each name.
+  function mark(name) {
+    performance.clearMarks(name);
+    performance.mark(name);
+  }
+
   function utf8Length(s) {
     let n = 0;
     for (let i = 0; i < s.length; i++) {
@@ -204,7 +210,7 @@
       big.queue.push(data);
       return;
     }
-    if (isSnapshot(data)) performance.mark('snapshot-frame');
+    if (isSnapshot(data)) mark('snapshot-frame');
     if (isBig(data) && parseOffThread(data)) return;
     const t0 = performance.now();
     let msg;
@@ -264,7 +270,16 @@
         big.failed = true;
         big.worker.terminate();
         big.worker = null;
-        if (big.busy && !big.snap) release(big.data); // parse it here
+        if (!big.busy) return;
+        if (!big.snap) {
+          release(big.data); // parse it here
+          return;
+        }
+        // Part of a snapshot came: drop it, and start again from a new
+        // snapshot, which is parsed here.
+        abandonSnapshot();
+        release();
+        if (state.ws) state.ws.close(1000, 'snapshot lost');
       };
     }
     big.busy = true;
@@ -659,11 +674,7 @@
   // one that is not is sorted at the end. done(n) is called once it is
   // shown, with n heroes; began is when the snapshot came, for perf.
   function startSnapshot(done, began = performance.now()) {
-    if (model.build) {
-      model.build.cancelled = true;
-      model.build = null;
-    }
-    applyHeld(); // the previous connection's entries go first
+    abandonSnapshot(); // a snapshot under way, and the entries held, go first
     const b = {
       pieces: [], piece: 0, at: 0,
       next: new Map(), order: [], counts: new Map(), last: null, sorted: true,
@@ -682,6 +693,19 @@
         scheduleBuild(b);
       },
     };
+  }
+
+  // abandonSnapshot drops the snapshot being indexed: the model keeps
+  // the heroes it had, and the entries held meanwhile are applied.
+  function abandonSnapshot() {
+    if (!model.build) return;
+    model.build.cancelled = true;
+    model.build = null;
+    const events = [];
+    applyHeld(events);
+    renderWindow();
+    renderCounts();
+    publish(events);
   }
 
   function scheduleBuild(b) {
@@ -758,7 +782,7 @@
     b.done(n);
     renderCounts();
     publish(events);
-    performance.mark('snapshot-shown');
+    mark('snapshot-shown');
     perf.snapshotSteps = b.steps;
     perf.snapshotAt = b.began;
     perf.snapshotDoneAt = performance.now();
