@@ -132,6 +132,13 @@ type page struct {
 // viewport and waits until the page has its first snapshot.
 func openPage(t *testing.T, parent context.Context, name, url string, width, height int64, shot *shots, emulate ...chromedp.EmulateViewportOption) *page {
 	t.Helper()
+	return openPageWith(t, parent, name, url, width, height, shot, nil, emulate...)
+}
+
+// openPageWith is openPage that calls before, if not nil, once the tab is
+// open and before it loads the page.
+func openPageWith(t *testing.T, parent context.Context, name, url string, width, height int64, shot *shots, before func(*page), emulate ...chromedp.EmulateViewportOption) *page {
+	t.Helper()
 	ctx, cancel := chromedp.NewContext(parent)
 	t.Cleanup(cancel)
 	p := &page{t: t, name: name, ctx: ctx, close: cancel, shot: shot}
@@ -151,6 +158,9 @@ func openPage(t *testing.T, parent context.Context, name, url string, width, hei
 			}
 		}
 	}()
+	if before != nil {
+		before(p)
+	}
 	if err := chromedp.Do(p.bounded(20*time.Second), chromedp.Navigate(url)); err != nil {
 		t.Fatalf("%s: open %s: %v", name, url, err)
 	}

@@ -12,10 +12,18 @@
 // merge by (see wins): an entry that does not win against what the page
 // holds for its id, a tombstone included, is ignored and makes no event.
 //
-// A frame touching one hero touches one table row: rows live in a Map by
-// id and are updated in place, never re-rendered. window.__perf reports
+// The hero table is windowed: the model (model, applyEntries,
+// startSnapshot) holds every live hero in row order and knows nothing of
+// the DOM; the view (view, renderWindow) keeps in the table only the rows
+// in sight, plus OVERSCAN above and below, with two spacer rows standing
+// for the others. A frame touching one hero touches at most one row, and a
+// snapshot of 10,000 heroes is indexed in slices of BUILD_STEP_MS and then
+// shown by building a window of rows; a big snapshot frame is parsed by a
+// worker (parse-worker.js) and comes back in pieces. window.__perf reports
 // how long applying each frame took (performance.now()) and how big it
-// was, for the browser test.
+// was, window.__view what the table holds, for the browser test, and the
+// marks snapshot-frame and snapshot-shown (performance.mark) frame a
+// snapshot's arrival and its table shown, for traces.
 'use strict';
 
 (() => {
@@ -25,6 +33,7 @@
     sync: $('#sync'),
     cities: $('#cities'),
     tbody: $('#heroes tbody'),
+    table: $('#heroes'),
     empty: $('#empty'),
     noMatch: $('#no-match'),
     count: $('#hero-count'),
@@ -42,23 +51,14 @@
   };
 
   const state = {
-    heroes: new Map(),   // id -> live hero: the entry that won so far
     tombs: new Map(),    // id -> {h, until}: tombstones seen, oldest first (see bury)
     tombstoneMs: 10 * 60 * 1000, // how long to remember a tombstone; each snapshot says
-    rows: new Map(),     // id -> row (see newRow)
-    order: [],           // ids of the heroes with rows, sorted by name, then id: the row order
-    unbuilt: [],         // ids of live heroes whose rows are still to be built
-    staged: [],          // rows built but not yet in the table
-    building: false,     // rows are being built in steps
-    snapshotAt: null,    // when the latest snapshot came, until its rows are built
-    counts: new Map(),   // location -> {heroes, patrolling}, from state.heroes
     cities: new Map(),   // name -> city view (see cityView)
     cluster: { cities: [], in_sync: false },
     catchingUp: false,   // dispatch restarted and has not read a city yet
     locations: ['home'], // home and every known city: the assign choices
     locationsKey: 'home', // locations joined by newlines
     filter: { name: '', city: '' },
-    shown: 0,            // rows matching the filter
     loaded: false,       // a snapshot was applied
     ws: null,
     attempt: 0,
@@ -66,9 +66,10 @@
     pending: new Map(),  // ref -> {resolve, reject, timer}
   };
 
-  const BUILD_NOW = 100;     // rows built by the frame that brings them; more wait for build steps
-  const BUILD_BATCH = 20;    // rows in the first batch of a build step
-  const BUILD_STEP_MS = 8;   // longest build step
+  const BUILD_STEP_MS = 8;   // longest slice of indexing a snapshot
+  const FEW = 16;            // new heroes inserted one by one; more are sorted and merged
+  const OVERSCAN = 8;        // rows kept in the table above and below the ones in sight
+  const PITCH_GUESS = 45;    // px per row until a row is measured
   const LOG_MAX = 200;       // feed entries kept
   const EVENTS_PER_FRAME = 12; // feed entries one frame may add; the rest are summed up
   const FLASH_MS = 8000;
@@ -86,11 +87,14 @@
     frames: 0,            // frames applied
     lastApplyMs: 0,       // parse + apply of the latest frame other than the snapshot
     maxApplyMs: 0,        // the maximum of lastApplyMs since the last reset
-    snapshotApplyMs: 0,   // parse + apply of the latest snapshot
+    snapshotApplyMs: 0,   // parse of the latest snapshot frame and hand-over to the model (for a big one, by the worker, to its last piece); indexing goes on after it
     snapshotHeroes: 0,
     snapshotBytes: 0,
-    snapshotReadyMs: 0,   // from the snapshot's arrival to its last row built
-    maxBuildStepMs: 0,    // the longest step building rows after a frame
+    snapshotAt: 0,        // performance.now() when the latest snapshot came
+    snapshotDoneAt: 0,    // ... and when its table was shown
+    snapshotReadyMs: 0,   // from the snapshot's arrival to its table shown
+    snapshotSteps: 0,     // slices the latest snapshot was indexed in
+    maxBuildStepMs: 0,    // the longest slice indexing a snapshot, the table's window included
     lastRenderMs: 0,      // style, layout and paint after the latest delta (see measureRender)
     maxRenderMs: 0,
     renders: 0,
@@ -129,6 +133,12 @@
         perf.renders++;
       });
     });
+  }
+
+  // mark sets a performance mark, keeping only the latest of each name.
+  function mark(name) {
+    performance.clearMarks(name);
+    performance.mark(name);
   }
 
   function utf8Length(s) {
@@ -179,18 +189,7 @@
     state.ws = ws;
     setConn('connecting', 'connecting…');
     ws.addEventListener('open', () => setConn('open', 'live'));
-    ws.addEventListener('message', (e) => {
-      const t0 = performance.now();
-      let msg;
-      try {
-        msg = JSON.parse(e.data);
-      } catch {
-        return;
-      }
-      handle(msg);
-      record(msg, e.data, performance.now() - t0);
-      if (msg.type === 'delta') measureRender();
-    });
+    ws.addEventListener('message', (e) => receive(e.data));
     ws.addEventListener('close', (e) => {
       if (state.ws !== ws) return;
       state.ws = null;
@@ -201,6 +200,130 @@
       }
       scheduleReconnect(`disconnected${e.code ? ` (${e.code})` : ''}`);
     });
+  }
+
+  // receive handles a frame. Frames are handled in the order they came:
+  // one that comes while a big frame is parsed off the main thread waits
+  // for it (see parseOffThread).
+  function receive(data) {
+    if (big.busy) {
+      big.queue.push(data);
+      return;
+    }
+    if (isSnapshot(data)) mark('snapshot-frame');
+    if (isBig(data) && parseOffThread(data)) return;
+    const t0 = performance.now();
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return;
+    }
+    handle(msg);
+    record(msg, data, performance.now() - t0);
+    if (msg.type === 'delta') measureRender();
+  }
+
+  // ---- big frames, parsed off the main thread ----
+  //
+  // Parsing a snapshot of 10,000 heroes (2.6 MB) holds the main thread for
+  // 30 to 90 ms. A snapshot frame from BIG_FRAME up is parsed by a worker
+  // (parse-worker.js), which sends it back in pieces of a few hundred
+  // heroes, each received in a task of its own, and given to the model as
+  // a snapshot in pieces. Without a worker (none, or it fails to load) the
+  // frame is parsed here.
+
+  const BIG_FRAME = 256 * 1024; // characters
+  const big = {
+    worker: null,
+    failed: false,  // no worker to be had: parse here
+    busy: false,    // a frame is being parsed; others wait in queue
+    seq: 0,         // the frame being parsed
+    data: '',
+    queue: [],
+    snap: null,     // the snapshot being received (see startSnapshot)
+    t0: 0,
+    bytes: 0,
+    heroes: 0,
+  };
+
+  function isSnapshot(data) {
+    return typeof data === 'string' && data.startsWith('{"type":"snapshot"');
+  }
+
+  function isBig(data) {
+    return data.length >= BIG_FRAME && isSnapshot(data);
+  }
+
+  function parseOffThread(data) {
+    if (big.failed || typeof Worker !== 'function') return false;
+    if (!big.worker) {
+      try {
+        big.worker = new Worker('/static/parse-worker.js');
+      } catch {
+        big.failed = true;
+        return false;
+      }
+      big.worker.onmessage = onParsed;
+      big.worker.onerror = (e) => {
+        e.preventDefault();
+        big.failed = true;
+        big.worker.terminate();
+        big.worker = null;
+        if (!big.busy) return;
+        if (!big.snap) {
+          release(big.data); // parse it here
+          return;
+        }
+        // Part of a snapshot came: drop it, and start again from a new
+        // snapshot, which is parsed here.
+        abandonSnapshot();
+        release();
+        if (state.ws) state.ws.close(1000, 'snapshot lost');
+      };
+    }
+    big.busy = true;
+    big.seq++;
+    big.data = data;
+    big.snap = null;
+    big.t0 = performance.now();
+    big.worker.postMessage({ seq: big.seq, data });
+    return true;
+  }
+
+  function onParsed(e) {
+    const m = e.data;
+    if (m.seq !== big.seq || !big.busy) return;
+    if (m.error !== undefined) {
+      release(); // not JSON: dropped, as any such frame is
+    } else if (m.frame) {
+      big.snap = beginSnapshot(m.frame, big.t0);
+      big.bytes = m.bytes;
+      big.heroes = m.heroes;
+    } else if (m.piece) {
+      big.snap.add(m.piece);
+    } else if (m.end) {
+      big.snap.finish();
+      perf.frames++;
+      perf.snapshots++;
+      perf.lastFrameType = 'snapshot';
+      perf.lastFrameBytes = perf.snapshotBytes = big.bytes;
+      perf.lastFrameHeroes = perf.snapshotHeroes = big.heroes;
+      perf.snapshotApplyMs = performance.now() - big.t0;
+      release();
+    }
+  }
+
+  // release ends the parse of a big frame and handles the frames that
+  // waited for it, and first the frame itself, if given.
+  function release(first) {
+    big.busy = false;
+    big.snap = null;
+    big.data = '';
+    const queue = big.queue;
+    big.queue = [];
+    if (first !== undefined) receive(first);
+    for (const data of queue) receive(data);
   }
 
   function scheduleReconnect(why) {
@@ -269,58 +392,42 @@
     }
   }
 
-  // ---- heroes ----
+  // ---- heroes: from frames to the model ----
 
-  // onSnapshot makes the page hold the live heroes of the snapshot. A hero
-  // the page holds a tombstone for stays dead (a tombstone beats any live
-  // entry), and an entry the page holds that wins against the snapshot's
-  // is kept. A hero missing from the snapshot is dropped but not
-  // tombstoned: a restarted dispatch starts empty and is refilled.
+  // onSnapshot makes the page hold the live heroes of the snapshot (see
+  // startSnapshot). It only hands them over: indexing goes on in slices
+  // after the frame's handler returns. A big snapshot frame comes in
+  // pieces from the worker instead (see onParsed).
   function onSnapshot(msg) {
-    state.attempt = 0;
-    state.snapshotAt = performance.now();
-    if (msg.tombstone_ttl_ms > 0) state.tombstoneMs = msg.tombstone_ttl_ms;
-    onCluster(msg.cluster || { cities: [], in_sync: false }, true);
-    const next = new Map();
-    for (const h of msg.heroes || []) if (!h.dead && !state.tombs.has(h.id)) next.set(h.id, h);
-    for (const [id, h] of state.heroes) {
-      if (!next.has(id)) forget(h);
-    }
-    const fresh = [];
-    for (const h of next.values()) {
-      const prev = state.heroes.get(h.id);
-      if (!prev) fresh.push(h);
-      else if (wins(h, prev)) setHero(h, false);
-    }
-    addMany(fresh);
-    state.loaded = true;
-    renderCounts();
-    if (!state.building) {
-      perf.snapshotReadyMs = performance.now() - state.snapshotAt;
-      state.snapshotAt = null;
-    }
-    logEvent('connection', `connected: ${next.size} superhero${next.size === 1 ? '' : 'es'}`);
+    const snap = beginSnapshot(msg);
+    snap.add(msg.heroes || []);
+    snap.finish();
   }
 
+  // beginSnapshot applies what a snapshot frame holds besides its heroes,
+  // and returns the snapshot to add them to. arrived is when the frame
+  // came (performance.now()), if not now.
+  function beginSnapshot(msg, arrived = performance.now()) {
+    state.attempt = 0;
+    if (msg.tombstone_ttl_ms > 0) state.tombstoneMs = msg.tombstone_ttl_ms;
+    onCluster(msg.cluster || { cities: [], in_sync: false }, true);
+    return startSnapshot((n) => {
+      state.loaded = true;
+      renderCounts();
+      logEvent('connection', `connected: ${n} superhero${n === 1 ? '' : 'es'}`);
+    }, arrived);
+  }
+
+  // onDelta applies a delta's entries, or holds them while a snapshot is
+  // being indexed: they are applied, in order, once it is shown.
   function onDelta(heroes) {
-    const events = [];
-    const fresh = new Map(); // id -> live hero new to the page, added together below
-    for (const h of heroes) {
-      const prev = state.heroes.get(h.id) || fresh.get(h.id);
-      const held = prev || tombOf(h.id);
-      if (held && !wins(h, held)) continue; // stale, or already applied
-      heroEvents(prev, h, events);
-      if (h.dead) {
-        bury(h);
-        if (fresh.has(h.id)) fresh.delete(h.id);
-        else if (prev) forget(prev);
-      } else if (state.heroes.has(h.id)) {
-        setHero(h, true);
-      } else {
-        fresh.set(h.id, h);
-      }
+    if (model.build) {
+      for (const h of heroes) model.held.push(h);
+      return;
     }
-    addMany([...fresh.values()]);
+    const events = [];
+    applyEntries(heroes, events);
+    renderWindow();
     renderCounts();
     publish(events);
   }
@@ -425,147 +532,71 @@
       out.push({ kind: 'fought', text: `${h.name} fought a villain in ${h.location} (−${dmg}, ${h.health} left)`, damage: dmg, city: h.location });
     }
   }
+  // ---- the model: the live heroes, in row order ----
+  //
+  // It knows nothing of the DOM. Every change goes through applyEntries
+  // or a snapshot's switch, which tell the view what changed (viewAdded,
+  // viewRemoved, viewChanged, viewReplaced).
 
-  function countAt(loc) {
-    let c = state.counts.get(loc);
-    if (!c) {
-      c = { heroes: 0, patrolling: 0 };
-      state.counts.set(loc, c);
-    }
-    return c;
-  }
+  const model = {
+    heroes: new Map(),  // id -> live hero: the entry that won so far
+    order: [],          // ids of the live heroes, sorted by name, then id
+    counts: new Map(),  // location -> {heroes, patrolling}, from heroes
+    build: null,        // the snapshot being indexed (see startSnapshot)
+    held: [],           // delta entries that came while it was, in order
+  };
 
-  function count(h, by) {
-    const c = countAt(h.location);
-    c.heroes += by;
-    if (h.is_patrolling) c.patrolling += by;
-    const v = state.cities.get(h.location);
-    if (v) v.countsDirty = true;
-  }
-
-  // setHero replaces a known live hero and updates its row in place (a
-  // row still waiting to be built is built from the latest entry anyway).
-  function setHero(h, highlight) {
-    const prev = state.heroes.get(h.id);
-    count(prev, -1);
-    count(h, 1);
-    state.heroes.set(h.id, h);
-    const row = state.rows.get(h.id);
-    if (!row) return;
-    updateRow(row, h);
-    if (highlight) flashRow(row, h.health < prev.health ? 'damage' : h.health > prev.health ? 'heal' : 'update');
-  }
-
-  // addMany adds new live heroes. Few get their rows at once. Many (a
-  // snapshot, a partition healing) get the first BUILD_NOW rows at once;
-  // the others are built off the page in steps of about BUILD_STEP_MS, so
-  // the page stays responsive, and go in together at the end, so the
-  // table is laid out once and not at every step.
-  function addMany(heroes) {
-    if (heroes.length === 0) return;
+  // applyEntries applies entries by the merge rule, and appends to events
+  // the feed events they mean. Heroes new to the page are added together
+  // at the end, so that a frame bringing many is merged in one pass.
+  function applyEntries(heroes, events) {
+    const fresh = new Map(); // id -> live hero new to the page
     for (const h of heroes) {
-      state.heroes.set(h.id, h);
+      const prev = model.heroes.get(h.id) || fresh.get(h.id);
+      const held = prev || tombOf(h.id);
+      if (held && !wins(h, held)) continue; // stale, or already applied
+      heroEvents(prev, h, events);
+      if (h.dead) {
+        bury(h);
+        if (fresh.has(h.id)) fresh.delete(h.id);
+        else if (prev) removeHero(prev);
+      } else if (model.heroes.has(h.id)) {
+        replaceHero(prev, h);
+      } else {
+        fresh.set(h.id, h);
+      }
+    }
+    addHeroes([...fresh.values()]);
+  }
+
+  function addHeroes(hs) {
+    if (hs.length === 0) return;
+    for (const h of hs) {
+      model.heroes.set(h.id, h);
       count(h, 1);
     }
-    if (heroes.length <= BUILD_NOW && !state.building) {
-      if (heroes.length > 1) heroes.sort(compareHeroes);
-      insertRows(heroes.map(newRow), state.loaded && heroes.length <= 4);
-      return;
-    }
-    for (const h of heroes) state.unbuilt.push(h.id);
-    sortUnbuilt();
-    if (state.building) return; // the running steps take them
-    insertRows(state.unbuilt.splice(0, BUILD_NOW).map((id) => newRow(state.heroes.get(id))), false);
-    state.building = true;
-    setTimeout(buildStep);
+    insertSorted(model.order, hs);
+    viewAdded(hs);
   }
 
-  // sortUnbuilt sorts the heroes waiting for rows, dropping the dead.
-  function sortUnbuilt() {
-    state.unbuilt = state.unbuilt.filter((id) => state.heroes.has(id) && !state.rows.has(id));
-    state.unbuilt.sort((a, b) => compareHeroes(state.heroes.get(a), state.heroes.get(b)));
-  }
-
-  // buildStep builds waiting rows, off the page, for about BUILD_STEP_MS,
-  // and inserts them all once none is left.
-  function buildStep() {
-    const t0 = performance.now();
-    let n = BUILD_BATCH;
-    while (state.unbuilt.length > 0 && n > 0) {
-      const t1 = performance.now();
-      const ids = state.unbuilt.splice(0, n);
-      for (const id of ids) {
-        const h = state.heroes.get(id);
-        if (h && !state.rows.has(id)) state.staged.push(newRow(h));
-      }
-      // Size the next batch to the time left, from what this one cost.
-      const now = performance.now();
-      n = Math.floor((BUILD_STEP_MS - (now - t0)) / Math.max((now - t1) / ids.length, 0.005));
-    }
-    if (state.unbuilt.length === 0) {
-      const rows = state.staged.filter((r) => state.rows.get(r.id) === r);
-      state.staged = [];
-      rows.sort((a, b) => compareHeroes(state.heroes.get(a.id), state.heroes.get(b.id)));
-      insertRows(rows, false);
-      state.building = false;
-      renderCounts();
-      if (state.snapshotAt !== null) {
-        perf.snapshotReadyMs = performance.now() - state.snapshotAt;
-        state.snapshotAt = null;
-      }
-    } else {
-      setTimeout(buildStep);
-    }
-    perf.maxBuildStepMs = Math.max(perf.maxBuildStepMs, performance.now() - t0);
-  }
-
-  // insertRows puts new rows, sorted, into the table at their places.
-  function insertRows(rows, highlight) {
-    if (rows.length === 0) return;
-    if (rows.length <= 4) {
-      for (const row of rows) {
-        const h = state.heroes.get(row.id);
-        const i = lowerBound(h);
-        state.order.splice(i, 0, row.id);
-        const next = i + 1 < state.order.length ? state.rows.get(state.order[i + 1]).tr : null;
-        el.tbody.insertBefore(row.tr, next);
-        if (highlight) flashRow(row, 'new');
-      }
-      return;
-    }
-    // Merge them into the order, and insert each run of new rows before
-    // the row already in the table that follows it.
-    const merged = [];
-    const frag = document.createDocumentFragment();
-    let i = 0;
-    let j = 0;
-    while (i < state.order.length || j < rows.length) {
-      if (j >= rows.length || (i < state.order.length && compareHeroes(state.heroes.get(state.order[i]), state.heroes.get(rows[j].id)) < 0)) {
-        const id = state.order[i++];
-        if (frag.firstChild) el.tbody.insertBefore(frag, state.rows.get(id).tr);
-        merged.push(id);
-      } else {
-        frag.append(rows[j].tr);
-        merged.push(rows[j++].id);
-      }
-    }
-    if (frag.firstChild) el.tbody.append(frag);
-    state.order = merged;
-  }
-
-  // forget removes a hero that died or is gone from a new snapshot.
-  function forget(prev) {
-    const row = state.rows.get(prev.id);
-    if (row) {
-      const i = lowerBound(prev);
-      if (state.order[i] === prev.id) state.order.splice(i, 1);
-      else state.order = state.order.filter((id) => id !== prev.id);
-      state.rows.delete(prev.id);
-      if (row.shown) state.shown--;
-      row.tr.remove();
-    }
+  // removeHero removes a hero that died.
+  function removeHero(prev) {
+    removeId(model.order, prev);
+    model.heroes.delete(prev.id);
     count(prev, -1);
-    state.heroes.delete(prev.id);
+    viewRemoved(prev);
+  }
+
+  // replaceHero replaces a known live hero; it moves in the order only if
+  // its name changed.
+  function replaceHero(prev, h) {
+    const moved = prev.name !== h.name;
+    if (moved) removeId(model.order, prev);
+    model.heroes.set(h.id, h);
+    if (moved) insertSorted(model.order, [h]);
+    count(prev, -1);
+    count(h, 1);
+    viewChanged(prev, h);
   }
 
   function compareHeroes(a, b) {
@@ -573,19 +604,403 @@
     return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
   }
 
-  // lowerBound returns the index in state.order of the first hero not
-  // before h.
-  function lowerBound(h) {
+  // lowerBound returns the index in ids (sorted, of heroes in the model)
+  // of the first hero not before h.
+  function lowerBound(ids, h) {
     let lo = 0;
-    let hi = state.order.length;
+    let hi = ids.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      const other = state.heroes.get(state.order[mid]);
+      const other = model.heroes.get(ids[mid]);
       if (other && compareHeroes(other, h) < 0) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
+
+  // insertSorted puts the ids of heroes hs, which are in the model, into
+  // ids at their places: few by binary search, many by sorting them and
+  // merging, in one pass.
+  function insertSorted(ids, hs) {
+    if (hs.length <= FEW) {
+      for (const h of hs) ids.splice(lowerBound(ids, h), 0, h.id);
+      return;
+    }
+    const add = hs.slice().sort(compareHeroes);
+    const old = ids.splice(0, ids.length);
+    let i = 0;
+    let j = 0;
+    while (i < old.length || j < add.length) {
+      if (j >= add.length || (i < old.length && compareHeroes(model.heroes.get(old[i]), add[j]) < 0)) ids.push(old[i++]);
+      else ids.push(add[j++].id);
+    }
+  }
+
+  // removeId removes h's id from ids, where it sits by h's name.
+  function removeId(ids, h) {
+    let i = lowerBound(ids, h);
+    if (ids[i] !== h.id) i = ids.indexOf(h.id); // the model holds a newer name
+    if (i >= 0) ids.splice(i, 1);
+  }
+
+  function countIn(counts, h, by) {
+    let c = counts.get(h.location);
+    if (!c) {
+      c = { heroes: 0, patrolling: 0 };
+      counts.set(h.location, c);
+    }
+    c.heroes += by;
+    if (h.is_patrolling) c.patrolling += by;
+  }
+
+  function count(h, by) {
+    countIn(model.counts, h, by);
+    const v = state.cities.get(h.location);
+    if (v) v.countsDirty = true;
+  }
+
+  // startSnapshot begins replacing the model's heroes with a snapshot's,
+  // which may come in pieces (add) and is complete at finish(). A hero
+  // the page holds a tombstone for stays dead (a tombstone beats any live
+  // entry), and an entry the page holds that wins against the snapshot's
+  // is kept. A hero missing from the snapshot is dropped but not
+  // tombstoned: a restarted dispatch starts empty and is refilled.
+  //
+  // The pieces are indexed into a new map and order in slices of about
+  // BUILD_STEP_MS, each its own task, so the page stays responsive; the
+  // table shows the previous heroes until the last piece is indexed, then
+  // switches at once, building only the rows in sight. Dispatch sends a
+  // snapshot sorted as the table is, so the order is built by appending;
+  // one that is not is sorted at the end. done(n) is called once it is
+  // shown, with n heroes; began is when the snapshot came, for perf.
+  function startSnapshot(done, began = performance.now()) {
+    abandonSnapshot(); // a snapshot under way, and the entries held, go first
+    const b = {
+      pieces: [], piece: 0, at: 0,
+      next: new Map(), order: [], counts: new Map(), last: null, sorted: true,
+      finished: false, scheduled: false, cancelled: false,
+      done, began, steps: 0,
+    };
+    model.build = b;
+    return {
+      add(heroes) {
+        if (b.cancelled || heroes.length === 0) return;
+        b.pieces.push(heroes);
+        scheduleBuild(b);
+      },
+      finish() {
+        b.finished = true;
+        scheduleBuild(b);
+      },
+    };
+  }
+
+  // abandonSnapshot drops the snapshot being indexed: the model keeps
+  // the heroes it had, and the entries held meanwhile are applied.
+  function abandonSnapshot() {
+    if (!model.build) return;
+    model.build.cancelled = true;
+    model.build = null;
+    const events = [];
+    applyHeld(events);
+    renderWindow();
+    renderCounts();
+    publish(events);
+  }
+
+  function scheduleBuild(b) {
+    if (b.scheduled || b.cancelled) return;
+    b.scheduled = true;
+    setTimeout(() => buildStep(b));
+  }
+
+  // buildStep indexes snapshot entries for about BUILD_STEP_MS, and
+  // switches to the new heroes once they are all indexed and no piece is
+  // to come.
+  function buildStep(b) {
+    b.scheduled = false;
+    if (b.cancelled) return;
+    const t0 = performance.now();
+    const old = model.heroes;
+    let n = 0;
+    let more = false;
+    while (b.piece < b.pieces.length) {
+      const hs = b.pieces[b.piece];
+      while (b.at < hs.length) {
+        indexEntry(b, hs[b.at++], old);
+        if ((++n & 127) === 0 && performance.now() - t0 > BUILD_STEP_MS) {
+          more = true;
+          break;
+        }
+      }
+      if (more) break;
+      b.pieces[b.piece++] = null;
+      b.at = 0;
+    }
+    b.steps++;
+    if (more) scheduleBuild(b);
+    else if (b.finished) switchTo(b);
+    perf.maxBuildStepMs = Math.max(perf.maxBuildStepMs, performance.now() - t0);
+  }
+
+  function indexEntry(b, h, old) {
+    if (h.dead || state.tombs.has(h.id)) return;
+    const prev = old.get(h.id);
+    const e = prev && wins(prev, h) ? prev : h;
+    const dup = b.next.get(h.id); // in two pieces
+    if (dup) {
+      if (!wins(e, dup)) return;
+      countIn(b.counts, dup, -1);
+      if (dup.name !== e.name) b.sorted = false;
+    } else {
+      if (b.last && compareHeroes(b.last, e) >= 0) b.sorted = false;
+      b.order.push(e.id);
+      b.last = e;
+    }
+    b.next.set(e.id, e);
+    countIn(b.counts, e, 1);
+  }
+
+  // switchTo makes the indexed snapshot the model, shows it, and applies
+  // the entries held meanwhile.
+  function switchTo(b) {
+    model.build = null;
+    if (!b.sorted) {
+      const hs = b.order.map((id) => b.next.get(id));
+      hs.sort(compareHeroes);
+      b.order = hs.map((h) => h.id);
+    }
+    model.heroes = b.next;
+    model.order = b.order;
+    model.counts = b.counts;
+    for (const v of state.cities.values()) v.countsDirty = true;
+    viewReplaced();
+    const n = model.heroes.size;
+    const events = [];
+    applyHeld(events);
+    renderWindow();
+    b.done(n);
+    renderCounts();
+    publish(events);
+    mark('snapshot-shown');
+    perf.snapshotSteps = b.steps;
+    perf.snapshotAt = b.began;
+    perf.snapshotDoneAt = performance.now();
+    perf.snapshotReadyMs = perf.snapshotDoneAt - b.began;
+  }
+
+  // applyHeld applies the delta entries held while a snapshot was indexed.
+  function applyHeld(events = []) {
+    if (model.held.length === 0) return;
+    const held = model.held;
+    model.held = [];
+    applyEntries(held, events);
+  }
+
+  // ---- the view: the rows in sight ----
+  //
+  // The table holds the rows of shown()[start..end): the heroes in sight
+  // and OVERSCAN more on each side. Two spacer rows, before and after,
+  // are as tall as the rows they stand for, so the page scrolls as if
+  // every row were there. Rows are all the same height (pitch), measured
+  // from rows in the table. Scrolling and resizing recompute the window
+  // in an animation frame; changes to the heroes rebuild it at once.
+
+  const view = {
+    filtered: null,     // ids matching the filter, in order; null without a filter
+    rows: new Map(),    // id -> row, for the rows in the table
+    first: 0,           // the first row the window should hold, from the scroll position
+    count: 2 * OVERSCAN + Math.ceil(window.innerHeight / PITCH_GUESS), // rows it holds
+    start: 0,           // shown()[start..end) are in the table
+    end: 0,
+    pitch: PITCH_GUESS, // px from one row's top to the next's
+    measured: false,    // pitch comes from rows, not a guess
+    dirty: true,        // the window must be rebuilt
+    framed: false,      // an animation frame will recompute the window
+    isNew: new Set(),   // ids of heroes just created, to highlight if their rows are built now
+    ui: new Map(),      // id -> {pick, assigning, terminating}: what a user did to a row, kept when it leaves the table
+  };
+
+  // The spacers: hidden while they stand for no row.
+  function spacer(cls) {
+    const tr = document.createElement('tr');
+    tr.className = `spacer ${cls}`;
+    tr.setAttribute('aria-hidden', 'true');
+    tr.hidden = true;
+    const td = document.createElement('td');
+    td.colSpan = 6;
+    tr.append(td);
+    return tr;
+  }
+  view.top = spacer('spacer-top');
+  view.bottom = spacer('spacer-bottom');
+  el.tbody.append(view.top, view.bottom);
+
+  function setSpacer(tr, rows) {
+    const h = `${Math.round(rows * view.pitch)}px`;
+    if (tr.firstChild.style.height !== h) tr.firstChild.style.height = h;
+    if (tr.hidden !== (rows === 0)) tr.hidden = rows === 0;
+  }
+
+  // shown returns the ids of the heroes the table shows, in order.
+  function shown() {
+    return view.filtered || model.order;
+  }
+
+  function viewAdded(hs) {
+    if (view.filtered) {
+      const match = hs.filter(matches);
+      if (match.length > 0) insertSorted(view.filtered, match);
+    }
+    if (state.loaded && hs.length <= 4) for (const h of hs) view.isNew.add(h.id);
+    view.dirty = true;
+  }
+
+  function viewRemoved(prev) {
+    view.ui.delete(prev.id);
+    if (view.filtered && matches(prev)) removeId(view.filtered, prev);
+    view.dirty = true;
+  }
+
+  // viewChanged updates a hero's row in place, with a highlight, if it
+  // is in the table, and moves the hero in or out of the filtered list.
+  function viewChanged(prev, h) {
+    if (view.filtered) {
+      const was = matches(prev);
+      const is = matches(h);
+      if (was && (!is || prev.name !== h.name)) removeId(view.filtered, prev);
+      if (is && (!was || prev.name !== h.name)) insertSorted(view.filtered, [h]);
+      if (was !== is) view.dirty = true;
+    }
+    if (prev.name !== h.name) view.dirty = true;
+    const row = view.rows.get(h.id);
+    if (!row) return;
+    updateRow(row, h);
+    flashRow(row, h.health < prev.health ? 'damage' : h.health > prev.health ? 'heal' : 'update');
+  }
+
+  // viewReplaced follows a new snapshot: every row is built again from
+  // the new entries.
+  function viewReplaced() {
+    for (const row of view.rows.values()) row.tr.remove();
+    view.rows.clear();
+    for (const id of view.ui.keys()) if (!model.heroes.has(id)) view.ui.delete(id);
+    refilter();
+  }
+
+  function refilter() {
+    const f = state.filter;
+    view.filtered = f.name || f.city ? model.order.filter((id) => matches(model.heroes.get(id))) : null;
+    view.dirty = true;
+  }
+
+  // renderWindow makes the table hold the rows of the window, if anything
+  // changed: rows that left it are removed, rows that entered it are
+  // built, and rows that stay are not touched (a focused drop-down keeps
+  // its focus, a highlight goes on).
+  function renderWindow() {
+    if (!view.dirty) return;
+    view.dirty = false;
+    const ids = shown();
+    const n = ids.length;
+    const start = Math.max(0, Math.min(view.first, n - view.count));
+    const end = Math.min(n, start + view.count);
+    const want = new Set();
+    for (let i = start; i < end; i++) want.add(ids[i]);
+    for (const [id, row] of view.rows) {
+      if (!want.has(id)) {
+        row.tr.remove();
+        view.rows.delete(id);
+      }
+    }
+    let cursor = view.top.nextSibling;
+    for (let i = start; i < end; i++) {
+      const id = ids[i];
+      let row = view.rows.get(id);
+      if (!row) {
+        row = newRow(model.heroes.get(id));
+        view.rows.set(id, row);
+        if (view.isNew.has(id)) flashRow(row, 'new');
+      }
+      const index = String(i + 2); // the header is row 1
+      if (row.tr.getAttribute('aria-rowindex') !== index) row.tr.setAttribute('aria-rowindex', index);
+      if (row.tr === cursor) cursor = cursor.nextSibling;
+      else el.tbody.insertBefore(row.tr, cursor);
+    }
+    view.isNew.clear();
+    view.start = start;
+    view.end = end;
+    setSpacer(view.top, start);
+    setSpacer(view.bottom, n - end);
+    el.table.setAttribute('aria-rowcount', String(n + 1));
+    if (!view.measured && end - start >= 2) requestFrame();
+  }
+
+  function requestFrame() {
+    if (view.framed) return;
+    view.framed = true;
+    requestAnimationFrame(() => {
+      view.framed = false;
+      placeWindow();
+    });
+  }
+
+  // placeWindow recomputes the window from where the table is in the
+  // viewport, measuring the rows' pitch first if it is not known, and
+  // rebuilds it if it moved. It reads the layout before it writes.
+  function placeWindow() {
+    // The rows of the latest render, if the table still holds it.
+    const a = !view.dirty && view.end - view.start >= 2 && view.rows.get(shown()[view.start]);
+    const z = a && view.rows.get(shown()[view.end - 1]);
+    if (!view.measured && z) {
+      const pitch = (z.tr.getBoundingClientRect().top - a.tr.getBoundingClientRect().top) / (view.end - 1 - view.start);
+      view.measured = true; // once: a table that is not laid out keeps the guess
+      if (pitch >= 8 && Math.abs(pitch - view.pitch) > 0.01) {
+        view.pitch = pitch;
+        view.dirty = true;
+      }
+    }
+    const y0 = el.tbody.getBoundingClientRect().top; // where row 0 is (a hidden spacer has no place)
+    const first = Math.max(0, Math.floor(-y0 / view.pitch) - OVERSCAN);
+    const last = Math.ceil((window.innerHeight - y0) / view.pitch) + OVERSCAN;
+    const count = Math.max(last - first, 2 * OVERSCAN);
+    if (first !== view.first || count !== view.count) {
+      view.first = first;
+      view.count = count;
+      view.dirty = true;
+    }
+    renderWindow();
+  }
+
+  // reveal scrolls the page so that the hero's row is in sight, and
+  // returns whether it is in the table.
+  function reveal(id) {
+    const i = shown().indexOf(id);
+    if (i < 0) return false;
+    const y0 = el.tbody.getBoundingClientRect().top;
+    window.scrollTo(0, window.scrollY + y0 + i * view.pitch - window.innerHeight / 3);
+    placeWindow();
+    return view.rows.has(id);
+  }
+
+  window.addEventListener('scroll', requestFrame, { passive: true });
+  window.addEventListener('resize', () => {
+    view.measured = false;
+    requestFrame();
+  });
+  // What is above the table grows and shrinks (flash messages, the feed
+  // on narrow screens): the table moves without a scroll.
+  const moved = new ResizeObserver(requestFrame);
+  for (const e of [el.flash, el.cities, el.log, document.querySelector('.controls')]) moved.observe(e);
+
+  window.__view = {
+    total: () => model.heroes.size,        // live heroes
+    shown: () => shown().length,           // heroes matching the filter
+    has: (id) => model.heroes.has(id),
+    rows: () => view.rows.size,            // rows in the table
+    window: () => ({ start: view.start, end: view.end, pitch: view.pitch }),
+    reveal,
+  };
 
   // ---- rows ----
 
@@ -603,6 +1018,8 @@
     return tr;
   })();
 
+  // newRow builds a hero's row, with what a user did to it while it was
+  // out of the table (a location picked, a command under way).
   function newRow(h) {
     const tr = rowTemplate.cloneNode(true);
     tr.dataset.heroId = h.id;
@@ -619,15 +1036,37 @@
       go: assign.firstChild.lastChild,
       term: actions.firstChild,
       dirty: false,    // the user picked a location not yet sent
-      shown: true,     // matches the filter (showIfMatching hides it if not)
       labelled: '',    // the name the labels were made for
       full: false,     // the drop-down lists every location (see syncOptions)
       optionsKey: '',  // the locations it lists, when full
     };
-    state.rows.set(h.id, row);
-    state.shown++;
+    const u = view.ui.get(h.id);
+    if (u) {
+      if (u.pick !== undefined) {
+        fillOptions(row, h);
+        row.sel.value = u.pick;
+        row.dirty = row.sel.value === u.pick;
+      }
+      row.go.disabled = !!u.assigning;
+      row.term.disabled = !!u.terminating;
+    }
     updateRow(row, h);
     return row;
+  }
+
+  // uiOf returns what a user did to a hero's row, to keep.
+  function uiOf(id) {
+    let u = view.ui.get(id);
+    if (!u) {
+      u = { pick: undefined, assigning: false, terminating: false };
+      view.ui.set(id, u);
+    }
+    return u;
+  }
+
+  function forgetUI(id) {
+    const u = view.ui.get(id);
+    if (u && u.pick === undefined && !u.assigning && !u.terminating) view.ui.delete(id);
   }
 
   function updateRow(row, h) {
@@ -651,7 +1090,6 @@
     setText(row.badge, h.is_patrolling ? 'Patrolling' : 'Idle');
     setText(row.loc, h.location);
     syncOptions(row, h);
-    showIfMatching(row, h);
   }
 
   function flashRow(row, kind) {
@@ -668,7 +1106,7 @@
   // unless the user is using it: a focused or changed drop-down is left
   // alone. Until someone uses it, a drop-down holds one option, the
   // hero's location; fillOptions gives it every choice when it gets focus
-  // or a pointer press. That keeps 1,000 rows cheap to build.
+  // or a pointer press. That keeps rows cheap to build.
   function syncOptions(row, h) {
     const { sel } = row;
     if (document.activeElement === sel) return;
@@ -709,35 +1147,33 @@
     return !f.name || h.name.toLowerCase().includes(f.name);
   }
 
-  function showIfMatching(row, h) {
-    const show = matches(h);
-    if (show === row.shown) return;
-    row.shown = show;
-    row.tr.hidden = !show;
-    state.shown += show ? 1 : -1;
-  }
-
+  // applyFilter shows only the heroes matching the filter.
   function applyFilter() {
-    state.filter.name = el.filterName.value.trim().toLowerCase();
-    state.filter.city = el.filterCity.value;
-    for (const [id, row] of state.rows) showIfMatching(row, state.heroes.get(id));
+    const name = el.filterName.value.trim().toLowerCase();
+    const city = el.filterCity.value;
+    if (name === state.filter.name && city === state.filter.city) return;
+    state.filter.name = name;
+    state.filter.city = city;
+    refilter();
+    renderWindow();
     renderCounts();
+    requestFrame();
   }
 
   function renderCounts() {
-    const total = state.heroes.size;
+    const total = model.heroes.size;
     const filtered = state.filter.name || state.filter.city;
-    setText(el.count, filtered ? `${state.shown} of ${total}` : String(total));
+    const n = shown().length;
+    setText(el.count, filtered ? `${n} of ${total}` : String(total));
     // A dispatch that restarted knows nothing until it has read a city:
     // say so instead of showing an empty table.
     setText(el.empty, state.catchingUp ? 'Dispatch is catching up with the cities…' : 'No superheroes yet. Create one.');
     el.empty.hidden = total > 0 && !state.catchingUp;
-    el.noMatch.hidden = total === 0 || state.shown > 0;
+    el.noMatch.hidden = total === 0 || n > 0;
     for (const v of state.cities.values()) {
       if (v.countsDirty) renderCityCounts(v);
     }
   }
-
   // ---- cities ----
 
   function onCluster(cluster, initial) {
@@ -913,7 +1349,7 @@
 
   function renderCityCounts(v) {
     v.countsDirty = false;
-    const c = state.counts.get(v.name) || { heroes: 0, patrolling: 0 };
+    const c = model.counts.get(v.name) || { heroes: 0, patrolling: 0 };
     setText(v.parts.heroes, String(c.heroes));
     setText(v.parts.heroesWord, c.heroes === 1 ? 'hero' : 'heroes');
     setText(v.parts.patrolling, String(c.patrolling));
@@ -991,7 +1427,7 @@
   // syncLocationOptions updates every drop-down that lists locations, when
   // a city joins.
   function syncLocationOptions() {
-    for (const [id, row] of state.rows) if (row.full) syncOptions(row, state.heroes.get(id));
+    for (const [id, row] of view.rows) if (row.full) syncOptions(row, model.heroes.get(id));
     fillSelect(el.bombCity, ['', ...state.locations.slice(1)], (v) => v || 'random city');
     fillSelect(el.filterCity, ['', ...state.locations], (v) => v || 'everywhere');
   }
@@ -1034,8 +1470,12 @@
     if (el.log.childElementCount > LOG_MAX) el.log.lastElementChild.remove();
   }
 
+  // clock formats a time of day as 14:05:09. (toLocaleTimeString did, but
+  // its first call loads locale data, which held the page for tens of
+  // milliseconds in the middle of showing the first snapshot.)
   function clock(d) {
-    return d.toLocaleTimeString([], { hour12: false });
+    const two = (n) => (n < 10 ? '0' : '') + n;
+    return `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
   }
 
   // showFlash shows a message for a while. The same message again while
@@ -1096,13 +1536,13 @@
 
   function rowOf(target) {
     const tr = target.closest('tr[data-hero-id]');
-    return tr ? state.rows.get(tr.dataset.heroId) : undefined;
+    return tr ? view.rows.get(tr.dataset.heroId) : undefined;
   }
 
   // A drop-down gets all its choices as soon as someone reaches for it.
   const fillOnUse = (e) => {
     const row = e.target.classList.contains('assign-select') && rowOf(e.target);
-    const h = row && state.heroes.get(row.id);
+    const h = row && model.heroes.get(row.id);
     if (h) fillOptions(row, h);
   };
   el.tbody.addEventListener('focusin', fillOnUse);
@@ -1111,41 +1551,58 @@
 
   el.tbody.addEventListener('change', (e) => {
     const row = e.target.classList.contains('assign-select') && rowOf(e.target);
-    if (row) row.dirty = true;
+    if (!row) return;
+    row.dirty = true;
+    uiOf(row.id).pick = row.sel.value;
   });
 
   el.tbody.addEventListener('focusout', (e) => {
     const row = e.target.classList.contains('assign-select') && rowOf(e.target);
-    const h = row && state.heroes.get(row.id);
-    if (h) setTimeout(() => { if (state.rows.get(h.id) === row) syncOptions(row, state.heroes.get(h.id)); });
+    const h = row && model.heroes.get(row.id);
+    if (h) setTimeout(() => { if (view.rows.get(h.id) === row && model.heroes.has(h.id)) syncOptions(row, model.heroes.get(h.id)); });
   });
 
+  // A command's row may have left the table, or been built again, by the
+  // time the answer comes: the answer goes to the hero's row of the
+  // moment, and to view.ui for a row built later.
   el.tbody.addEventListener('submit', (e) => {
     e.preventDefault();
     const row = rowOf(e.target);
-    const hero = row && state.heroes.get(row.id);
+    const hero = row && model.heroes.get(row.id);
     if (!hero) return;
     const to = row.sel.value;
+    const u = uiOf(hero.id);
+    u.assigning = true;
     row.go.disabled = true;
     send({ op: 'assign', id: hero.id, location: to })
       .catch((err) => showFlash(`Could not assign ${hero.name} to ${to}: ${explain(err, { hero: hero.name, city: to === 'home' ? '' : to })}.`, 'error'))
       .finally(() => {
-        row.go.disabled = false;
-        row.dirty = false;
-        const now = state.heroes.get(hero.id);
-        if (now) syncOptions(row, now);
+        u.assigning = false;
+        u.pick = undefined;
+        forgetUI(hero.id);
+        const r = view.rows.get(hero.id);
+        if (!r) return;
+        r.go.disabled = false;
+        r.dirty = false;
+        const now = model.heroes.get(hero.id);
+        if (now) syncOptions(r, now);
       });
   });
 
   el.tbody.addEventListener('click', (e) => {
     if (!e.target.classList.contains('terminate')) return;
     const row = rowOf(e.target);
-    const hero = row && state.heroes.get(row.id);
+    const hero = row && model.heroes.get(row.id);
     if (!hero) return;
+    const u = uiOf(hero.id);
+    u.terminating = true;
     row.term.disabled = true;
     send({ op: 'delete', id: hero.id })
       .catch((err) => {
-        row.term.disabled = false;
+        u.terminating = false;
+        forgetUI(hero.id);
+        const r = view.rows.get(hero.id);
+        if (r) r.term.disabled = false;
         showFlash(`Could not terminate ${hero.name}: ${explain(err, { hero: hero.name })}.`, 'error');
       });
   });
