@@ -199,16 +199,9 @@ func writeToAllLoaded(ctx context.Context, e *env) []row {
 		if err := sleepUntil(ctx, time.Now().Add(500*time.Millisecond)); err != nil {
 			return err
 		}
-		n := e.pick(200, 20)
-		p := progress{log: c.log}
-		var lat, api []time.Duration
-		for i := range n {
-			w, err := writeEverywhere(ctx, c, i, time.Millisecond)
-			if err != nil {
-				return err
-			}
-			lat, api = append(lat, w.all), append(api, w.api)
-			p.log2s("writes", "done", i+1, "of", n)
+		lat, api, err := writeOneByOne(ctx, c, e.pick(200, 20))
+		if err != nil {
+			return err
 		}
 		cancel()
 		res := <-bg
