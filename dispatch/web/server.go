@@ -129,6 +129,11 @@ type Config struct {
 	// not answer within WriteTimeout is disconnected, and its place
 	// freed. Default 30 s.
 	PingInterval time.Duration
+	// SnapshotPartHeroes is how many heroes one snapshot_part frame of
+	// the WebSocket feed carries at most: a page's snapshot comes in
+	// pieces, so no single frame is large (see the package documentation).
+	// Default 500.
+	SnapshotPartHeroes int
 }
 
 // DefaultConfig returns the defaults.
@@ -149,6 +154,8 @@ func DefaultConfig() Config {
 		MaxConns:        512,
 		MaxWebSockets:   128,
 		PingInterval:    30 * time.Second,
+
+		SnapshotPartHeroes: 500,
 
 		LogSummaryInterval: time.Minute,
 	}
@@ -197,6 +204,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = d.PingInterval
+	}
+	if c.SnapshotPartHeroes <= 0 {
+		c.SnapshotPartHeroes = d.SnapshotPartHeroes
 	}
 	if c.LogSummaryInterval <= 0 {
 		c.LogSummaryInterval = d.LogSummaryInterval

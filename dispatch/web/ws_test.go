@@ -23,10 +23,11 @@ import (
 )
 
 func TestWSSnapshotFirst(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config, _ *HubConfig) { c.SnapshotPartHeroes = 2 })
 	e.backend.seed(t, "Zed")
 	e.backend.seedDead(t, "Ghost")
 	e.backend.seed(t, "Alpha")
+	e.backend.seed(t, "Mia")
 	e.backend.setUp(crdt.Capitol, false)
 	ctx := t.Context()
 
@@ -39,16 +40,38 @@ func TestWSSnapshotFirst(t *testing.T) {
 	if err := json.Unmarshal(raw, &shape); err != nil {
 		t.Fatal(err)
 	}
-	if len(shape) != 4 || string(shape["type"]) != `"snapshot"` || shape["heroes"] == nil || shape["cluster"] == nil ||
-		string(shape["tombstone_ttl_ms"]) != "600000" {
+	if len(shape) != 5 || string(shape["type"]) != `"snapshot"` || shape["cluster"] == nil ||
+		string(shape["tombstone_ttl_ms"]) != "600000" || string(shape["parts"]) != "2" || string(shape["count"]) != "3" {
 		t.Fatalf("first frame %s", raw)
 	}
 	var f frame
 	if err := json.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.Heroes) != 2 || f.Heroes[0].Name != "Alpha" || f.Heroes[1].Name != "Zed" {
-		t.Errorf("snapshot heroes %+v, want the live ones sorted", f.Heroes)
+	// The heroes follow in two parts of at most two, sorted, nothing in
+	// between.
+	_, raw, err = c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape = nil
+	if err := json.Unmarshal(raw, &shape); err != nil {
+		t.Fatal(err)
+	}
+	if len(shape) != 4 || string(shape["type"]) != `"snapshot_part"` || string(shape["part"]) != "1" || string(shape["parts"]) != "2" || shape["heroes"] == nil {
+		t.Fatalf("second frame %s", raw)
+	}
+	var p1 frame
+	if err := json.Unmarshal(raw, &p1); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := readFrame(ctx, c)
+	if err != nil || p2.Type != "snapshot_part" || p2.Part != 2 || p2.Parts != 2 {
+		t.Fatalf("third frame %+v, %v", p2, err)
+	}
+	heroes := append(p1.Heroes, p2.Heroes...)
+	if len(heroes) != 3 || heroes[0].Name != "Alpha" || heroes[1].Name != "Mia" || heroes[2].Name != "Zed" {
+		t.Errorf("snapshot heroes %+v, want the live ones sorted", heroes)
 	}
 	cl := f.Cluster
 	if len(cl.Cities) != 3 || cl.Cities[2].Name != "capitol" || cl.Cities[2].Up || !cl.Cities[0].Up || cl.InSync {

@@ -143,16 +143,24 @@
     return n;
   }
 
+  let snapshotIn = { ms: 0, bytes: 0, heroes: 0 }; // the snapshot being received, so far
+
   function record(msg, data, ms) {
     perf.frames++;
     perf.lastFrameType = msg.type;
     perf.lastFrameBytes = utf8Length(data);
     perf.lastFrameHeroes = Array.isArray(msg.heroes) ? msg.heroes.length : 0;
-    if (msg.type === 'snapshot') {
-      perf.snapshots++;
-      perf.snapshotApplyMs = ms;
-      perf.snapshotHeroes = perf.lastFrameHeroes;
-      perf.snapshotBytes = perf.lastFrameBytes;
+    if (msg.type === 'snapshot' || msg.type === 'snapshot_part') {
+      // A snapshot's figures sum its frames, and count once it is applied.
+      if (msg.type === 'snapshot') snapshotIn = { ms: 0, bytes: 0, heroes: msg.count || 0 };
+      snapshotIn.ms += ms;
+      snapshotIn.bytes += perf.lastFrameBytes;
+      if (assembling === null) {
+        perf.snapshots++;
+        perf.snapshotApplyMs = snapshotIn.ms;
+        perf.snapshotHeroes = snapshotIn.heroes;
+        perf.snapshotBytes = snapshotIn.bytes;
+      }
       return;
     }
     perf.lastApplyMs = ms;
@@ -252,7 +260,8 @@
 
   function handle(msg) {
     switch (msg.type) {
-      case 'snapshot': return onSnapshot(msg);
+      case 'snapshot': return onSnapshotFrame(msg);
+      case 'snapshot_part': return onSnapshotPart(msg);
       case 'delta': return onDelta(msg.heroes || []);
       case 'cluster': return onCluster(msg.cluster);
       case 'flash': return showFlash(msg.message, 'flash');
@@ -267,6 +276,29 @@
         return;
       }
     }
+  }
+
+  // A snapshot comes in pieces: a "snapshot" frame (the cluster status,
+  // tombstone_ttl_ms, parts, count), then its heroes in "parts"
+  // snapshot_part frames, nothing in between. It is applied whole, by
+  // onSnapshot, when its last part has come.
+  let assembling = null; // {msg, heroes, next}: the snapshot being received
+  function onSnapshotFrame(msg) {
+    assembling = { msg, heroes: [], next: 1 };
+    if (!(msg.parts > 0)) finishSnapshot();
+  }
+
+  function onSnapshotPart(msg) {
+    if (!assembling || msg.part !== assembling.next) return;
+    for (const h of msg.heroes || []) assembling.heroes.push(h);
+    assembling.next++;
+    if (msg.part >= assembling.msg.parts) finishSnapshot();
+  }
+
+  function finishSnapshot() {
+    const { msg, heroes } = assembling;
+    assembling = null;
+    onSnapshot({ ...msg, heroes });
   }
 
   // ---- heroes ----
