@@ -41,6 +41,7 @@ type fakeBackend struct {
 	panics   bool          // Heroes panics
 	catching bool          // not Ready: catching up after a restart
 	heroErr  error         // returned by Heroes: the replica is not answering
+	reads    int           // calls of Heroes
 }
 
 func (f *fakeBackend) Ready() bool {
@@ -109,6 +110,7 @@ func (f *fakeBackend) cityErr(city crdt.Location) error {
 func (f *fakeBackend) Heroes() ([]crdt.Hero, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	if f.panics {
 		panic("fake: Heroes panics")
 	}

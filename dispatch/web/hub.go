@@ -174,8 +174,9 @@ func (h *Hub) Publish(ev service.Event) {
 			}
 		}
 	}
+	enc := &sharedFrame{}
 	for s := range h.subs {
-		if !s.push(ev, h.cfg) {
+		if !s.push(ev, enc, h.cfg) {
 			delete(h.subs, s)
 			dropped = append(dropped, s)
 		}
@@ -231,7 +232,7 @@ func (h *Hub) Subscribe(src *SnapshotSource) (*Subscription, error) {
 		since := slices.Clone(r.since.heroes)
 		h.mu.Unlock()
 		h.snapshotsSent.Add(1)
-		s.prime(r.snap, since, src.Cluster())
+		s.prime(r.snap, since, src.Cluster)
 		return s, nil
 	}
 	r, reader := h.reading, false
@@ -249,7 +250,7 @@ func (h *Hub) Subscribe(src *SnapshotSource) (*Subscription, error) {
 		return nil, r.err
 	}
 	h.snapshotsSent.Add(1)
-	s.prime(r.snap, r.frozen, src.Cluster())
+	s.prime(r.snap, r.frozen, src.Cluster)
 	return s, nil
 }
 
@@ -360,6 +361,28 @@ func (s *Subscription) Err() error {
 type Pending struct {
 	service.Event
 	Snapshot *Snapshot
+	// enc, when set, is the frame of the event as published, encoded once
+	// by the first subscriber's writer that needs it and shared.
+	enc *sharedFrame
+}
+
+// sharedFrame is an event's frame, encoded once for every subscriber
+// whose pending event is that event as published.
+type sharedFrame struct {
+	once sync.Once
+	b    []byte
+	err  error
+}
+
+// Frame returns the event's frame (not for a snapshot): shared bytes when
+// the event is as published, else encoded for this subscriber. The bytes
+// must not be modified.
+func (p *Pending) Frame() ([]byte, error) {
+	if p.enc == nil {
+		return encodeEvent(p.Event)
+	}
+	p.enc.once.Do(func() { p.enc.b, p.enc.err = encodeEvent(p.Event) })
+	return p.enc.b, p.enc.err
 }
 
 // Take returns the pending items in order and empties the queue. All
@@ -398,9 +421,10 @@ func (s *Subscription) signal() {
 	}
 }
 
-// push queues ev, coalescing it with what is pending. It reports false
-// when the queue overflows.
-func (s *Subscription) push(ev service.Event, cfg HubConfig) bool {
+// push queues ev, coalescing it with what is pending. While ev stays as
+// published (not merged with another delta), it carries enc, which every
+// subscriber shares. It reports false when the queue overflows.
+func (s *Subscription) push(ev service.Event, enc *sharedFrame, cfg HubConfig) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
@@ -409,6 +433,7 @@ func (s *Subscription) push(ev service.Event, cfg HubConfig) bool {
 	switch {
 	case ev.Kind == service.KindDelta && s.delta >= 0:
 		pending := &s.queue[s.delta]
+		pending.enc = nil
 		for _, in := range ev.Heroes {
 			if i, ok := s.index[in.ID]; ok {
 				if !supersedes(&pending.Heroes[i], &in) {
@@ -433,14 +458,14 @@ func (s *Subscription) push(ev service.Event, cfg HubConfig) bool {
 			s.index[in.ID] = len(heroes)
 			heroes = append(heroes, in)
 		}
-		s.queue = append(s.queue, Pending{Event: service.Event{Kind: service.KindDelta, Heroes: heroes}})
+		s.queue = append(s.queue, Pending{Event: service.Event{Kind: service.KindDelta, Heroes: heroes}, enc: enc})
 	case ev.Kind == service.KindCluster && s.cluster >= 0:
-		s.queue[s.cluster] = Pending{Event: ev}
+		s.queue[s.cluster] = Pending{Event: ev, enc: enc}
 	case ev.Kind == service.KindCluster:
 		s.cluster = len(s.queue)
-		s.queue = append(s.queue, Pending{Event: ev})
+		s.queue = append(s.queue, Pending{Event: ev, enc: enc})
 	default:
-		s.queue = append(s.queue, Pending{Event: ev})
+		s.queue = append(s.queue, Pending{Event: ev, enc: enc})
 	}
 	s.signal()
 	if len(s.queue) > cfg.MaxPendingFrames {
@@ -449,16 +474,19 @@ func (s *Subscription) push(ev service.Event, cfg HubConfig) bool {
 	return s.delta < 0 || len(s.queue[s.delta].Heroes) <= cfg.MaxPendingHeroes
 }
 
-// prime puts the snapshot first in the queue, with the cluster status cs
-// (newer than any cluster event pending, which is dropped), merges since
-// (the entries published since the snapshot's read began) into the pending
-// delta, and drops pending delta entries the snapshot already covers.
-func (s *Subscription) prime(snap *Snapshot, since []crdt.Hero, cs service.ClusterStatus) {
+// prime puts the snapshot first in the queue, with the cluster status as
+// cluster returns it now, merges since (the entries published since the
+// snapshot's read began) into the pending delta, and drops pending delta
+// entries the snapshot already covers. A pending cluster event is dropped:
+// the status is stored before it is published, so, read under the lock
+// that Publish takes to queue, it is at least as new as any queued.
+func (s *Subscription) prime(snap *Snapshot, since []crdt.Hero, cluster func() service.ClusterStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return
 	}
+	cs := cluster()
 	if s.cluster >= 0 {
 		s.removeAt(s.cluster)
 	}
@@ -470,6 +498,7 @@ func (s *Subscription) prime(snap *Snapshot, since []crdt.Hero, cs service.Clust
 			s.delta, s.index = 0, map[uuid.UUID]int{}
 		}
 		pending := &s.queue[s.delta]
+		pending.enc = nil
 		for _, in := range since {
 			if i, ok := s.index[in.ID]; ok {
 				if !supersedes(&pending.Heroes[i], &in) {
@@ -492,8 +521,8 @@ func (s *Subscription) prime(snap *Snapshot, since []crdt.Hero, cs service.Clust
 		}
 		if len(kept) == 0 {
 			s.removeAt(s.delta)
-		} else {
-			s.queue[s.delta].Heroes = kept
+		} else if len(kept) < len(pending) {
+			s.queue[s.delta].Heroes, s.queue[s.delta].enc = kept, nil
 			clear(s.index)
 			for i := range kept {
 				s.index[kept[i].ID] = i

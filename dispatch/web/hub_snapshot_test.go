@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"errors"
 	"maps"
 	"math/rand/v2"
@@ -297,5 +298,38 @@ func TestHubSnapshotSimulation(t *testing.T) {
 			p.s.Close()
 		}
 		h.Close()
+	}
+}
+
+// An event as published is encoded once for every subscriber; a delta
+// merged with another for one subscriber is encoded for it alone.
+func TestHubSharesEventFrames(t *testing.T) {
+	h := NewHub(HubConfig{}, testLogger(t))
+	behind := subscribe(t, h, nil)
+	h.Publish(delta(entry(uuid.New(), 1, 100, false))) // behind does not take it
+	a, b := subscribe(t, h, nil), subscribe(t, h, nil)
+	h.Publish(delta(entry(uuid.New(), 1, 100, false)))
+	h.Publish(service.FlashEvent("hi"))
+	pa, pb, pc := a.Take(), b.Take(), behind.Take()
+	if len(pa) != 2 || len(pb) != 2 || len(pc) != 2 {
+		t.Fatalf("queues %d, %d, %d", len(pa), len(pb), len(pc))
+	}
+	frame := func(p Pending) []byte {
+		t.Helper()
+		f, err := p.Frame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	fa, fb, fc := frame(pa[0]), frame(pb[0]), frame(pc[0])
+	if string(fa) != string(fb) || &fa[0] != &fb[0] {
+		t.Error("the delta as published was not shared by a and b")
+	}
+	if &fc[0] == &fa[0] || !json.Valid(fc) {
+		t.Error("a delta merged with an earlier one shares bytes")
+	}
+	if f1, f2 := frame(pa[1]), frame(pc[1]); &f1[0] != &f2[0] {
+		t.Error("the flash was encoded twice")
 	}
 }

@@ -170,7 +170,7 @@ func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <
 					}
 					continue
 				}
-				b, err := encodeEvent(p.Event)
+				b, err := p.Frame()
 				if err != nil {
 					wc.log.Error("websocket event not encoded", "kind", p.Kind, "err", err)
 					continue

@@ -43,6 +43,7 @@ var scenarios = []struct {
 	{"limit", limit},
 	{"throughput", throughput},
 	{"scale", scale},
+	{"fanout", fanout},
 }
 
 func main() {
