@@ -134,6 +134,12 @@ type Config struct {
 	// pieces, so no single frame is large (see the package documentation).
 	// Default 500.
 	SnapshotPartHeroes int
+	// SnapshotWriters is how many snapshot_part frames are written at
+	// once, over all connections; a connection waits its turn for each
+	// part. A crowd of new pages then takes the bandwidth a few at a time,
+	// and events to the pages already open, which never wait for a turn,
+	// and dispatch's own actors keep running between them. Default 4.
+	SnapshotWriters int
 }
 
 // DefaultConfig returns the defaults.
@@ -156,6 +162,7 @@ func DefaultConfig() Config {
 		PingInterval:    30 * time.Second,
 
 		SnapshotPartHeroes: 500,
+		SnapshotWriters:    4,
 
 		LogSummaryInterval: time.Minute,
 	}
@@ -207,6 +214,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SnapshotPartHeroes <= 0 {
 		c.SnapshotPartHeroes = d.SnapshotPartHeroes
+	}
+	if c.SnapshotWriters <= 0 {
+		c.SnapshotWriters = d.SnapshotWriters
 	}
 	if c.LogSummaryInterval <= 0 {
 		c.LogSummaryInterval = d.LogSummaryInterval
@@ -273,6 +283,9 @@ type Server struct {
 	closing bool
 	conns   sync.WaitGroup // WebSocket handlers
 	active  atomic.Int64   // open WebSocket connections
+	// partTurns holds a token per snapshot part being written (see
+	// Config.SnapshotWriters).
+	partTurns chan struct{}
 }
 
 // New returns a server. It fails only for an invalid Config. It logs to
@@ -298,6 +311,8 @@ func New(cfg Config, backend service.Backend, hub *Hub, logger *slog.Logger) (*S
 		log:     logger,
 		ctx:     ctx,
 		cancel:  cancel,
+
+		partTurns: make(chan struct{}, cfg.SnapshotWriters),
 	}
 	s.warns.init(cfg.LogSummaryInterval)
 	s.stats.since = time.Now()

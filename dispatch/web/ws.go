@@ -184,9 +184,11 @@ func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <
 }
 
 // writeSnapshot writes the snapshot frame, then the snapshot's parts, the
-// bytes shared with every subscriber starting from it. Events published
-// meanwhile wait in the subscription, coalesced, and follow the last part.
-// It stops early, without an error, when ctx ends (the server shuts down).
+// bytes shared with every subscriber starting from it, each in its turn
+// among the connections writing snapshots (Config.SnapshotWriters). Events
+// published meanwhile wait in the subscription, coalesced, and follow the
+// last part. It stops early, without an error, when ctx ends (the server
+// shuts down).
 func (wc *wsConn) writeSnapshot(ctx context.Context, snap *Snapshot, cs service.ClusterStatus) error {
 	b, err := encodeSnapshotHeader(snap, cs, wc.s.cfg.TombstoneTTL)
 	if err != nil {
@@ -196,10 +198,14 @@ func (wc *wsConn) writeSnapshot(ctx context.Context, snap *Snapshot, cs service.
 		return err
 	}
 	for _, part := range snap.Parts() {
-		if ctx.Err() != nil {
+		select {
+		case wc.s.partTurns <- struct{}{}:
+		case <-ctx.Done():
 			return nil
 		}
-		if err := wc.write(part); err != nil {
+		err := wc.write(part)
+		<-wc.s.partTurns
+		if err != nil {
 			return err
 		}
 	}

@@ -21,7 +21,7 @@ import (
 
 // fanout: many pages on a large replica. S WebSocket subscribers connect
 // at once to a dispatch holding N heroes: the time until every one holds
-// its whole snapshot; then how long a city's write (patrols of a few heroes
+// its whole snapshot; then how long a city's write (the fights of heroes
 // sent to the cities) takes to reach each subscriber; meanwhile /healthz's
 // latency, and whether dispatch's own actors kept their deadlines, read
 // from its /metrics before and after (see missedDeadlines).
@@ -29,7 +29,7 @@ func fanout(ctx context.Context, e *env) []row {
 	subs, heroes := e.pick(1000, 100), e.pick(10_000, 1000)
 	sp := spec{
 		Protocol: "default",
-		CityArgs: []string{"-patrol", "200ms", "-fight", "1h"},
+		CityArgs: []string{"-patrol", "100ms", "-fight", "100ms"},
 		DispatchArgs: []string{
 			"-max-websockets", strconv.Itoa(subs + 16),
 			"-max-conns", strconv.Itoa(subs + 128),
@@ -43,15 +43,15 @@ func fanout(ctx context.Context, e *env) []row {
 		if err := awaitDispatchHolds(ctx, c, heroes); err != nil {
 			return err
 		}
-		// A few heroes patrol in the cities: city writes go on during
-		// the whole run, snapshots included.
+		// Heroes patrol and fight in the cities (about 30 writes a
+		// second) during the whole run, snapshots included.
 		var list struct {
 			Superheroes []localcluster.APIHero `json:"superheroes"`
 		}
 		if _, err := c.Call(ctx, http.MethodGet, "/api/superheroes", nil, &list); err != nil {
 			return err
 		}
-		for i := range min(30, len(list.Superheroes)) {
+		for i := range min(150, len(list.Superheroes)) {
 			city := c.spec.Cities[i%len(c.spec.Cities)]
 			if _, err := c.Call(ctx, http.MethodPut, "/api/superheroes/"+list.Superheroes[i].ID+"/location", map[string]string{"location": city}, nil); err != nil {
 				return err
@@ -64,6 +64,7 @@ func fanout(ctx context.Context, e *env) []row {
 		}
 
 		hz := startHealthz(ctx, c.HTTPAddr())
+		cpuBefore := c.cpu()
 		cities := map[string]bool{}
 		for _, city := range c.spec.Cities {
 			cities[city] = true
@@ -113,16 +114,19 @@ func fanout(ctx context.Context, e *env) []row {
 			p.mu.Unlock()
 		}
 		r.set("retries", float64(retries))
-		hs := summarize(hz.stop())
-		r.set("healthz_p99_ms", ms(hs.P99))
-		r.set("healthz_max_ms", ms(hs.Max))
 		if held < subs {
+			hs := summarize(hz.stop())
+			r.set("healthz_p99_ms", ms(hs.P99))
+			r.set("healthz_max_ms", ms(hs.Max))
 			r.set("held", float64(held))
 			r.note("only %d of %d subscribers held their snapshot after %v", held, subs, time.Since(start).Round(time.Second))
 			return setMissed(r, c, metricsURL, before)
 		}
 		r.set("snapshots_ms", ms(last.Sub(start)))
-		c.log.Info("every subscriber holds its snapshot", "took", last.Sub(start).Round(time.Millisecond), "healthz_max", hs.Max)
+		used := c.cpu().since(cpuBefore)
+		r.set("cpu_dispatch_s", used["dispatch"])
+		r.set("cpu_bench_s", used["bench"])
+		c.log.Info("every subscriber holds its snapshot", "took", last.Sub(start).Round(time.Millisecond))
 
 		window := e.pickDur(5*time.Second, 2*time.Second)
 		for _, p := range pages {
@@ -132,13 +136,21 @@ func fanout(ctx context.Context, e *env) []row {
 		for _, p := range pages {
 			p.record(false)
 		}
+		hs := summarize(hz.stop())
+		r.set("healthz_p99_ms", ms(hs.P99))
+		r.set("healthz_max_ms", ms(hs.Max))
 		if err != nil {
 			return err
 		}
 		var lat []time.Duration
+		deltas := 0
 		for _, p := range pages {
 			lat = append(lat, p.latencies()...)
+			p.mu.Lock()
+			deltas += p.deltas
+			p.mu.Unlock()
 		}
+		r.set("deltas_per_page", float64(deltas)/float64(subs))
 		cancel()
 		wg.Wait()
 		close(dialErrs)
@@ -148,7 +160,8 @@ func fanout(ctx context.Context, e *env) []row {
 			}
 		}
 		if len(lat) == 0 {
-			return errors.New("no city write reached the pages during the window")
+			_ = setMissed(r, c, metricsURL, before)
+			return fmt.Errorf("no city write reached the pages during the window (%d delta frames)", deltas)
 		}
 		r.setLatency(lat)
 		r.set("per_page", float64(len(lat))/float64(subs))
@@ -235,6 +248,7 @@ type fanoutPage struct {
 	doneAt    time.Time
 	recording bool
 	lat       []time.Duration
+	deltas    int // delta frames while recording
 	retries   int // connections closed with 1013
 }
 
@@ -269,8 +283,20 @@ func (p *fanoutPage) read(ctx context.Context, addr string) error {
 	var (
 		buf       bytes.Buffer
 		head      [24]byte
-		partsLeft = -1 // snapshot_part frames still to come; -1 before the snapshot frame
+		sink      = make([]byte, 256<<10) // few reads per snapshot part
+		partsLeft = -1                    // snapshot_part frames still to come; -1 before the snapshot frame
 	)
+	discard := func(rd io.Reader) error {
+		for {
+			_, err := rd.Read(sink)
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("read: %w", err)
+			}
+		}
+	}
 	for {
 		_, rd, err := conn.Reader(ctx)
 		if err != nil {
@@ -286,8 +312,8 @@ func (p *fanoutPage) read(ctx context.Context, addr string) error {
 		prefix := head[:n]
 		switch {
 		case bytes.HasPrefix(prefix, []byte(`{"type":"snapshot_part"`)):
-			if _, err := io.Copy(io.Discard, rd); err != nil {
-				return fmt.Errorf("read: %w", err)
+			if err := discard(rd); err != nil {
+				return err
 			}
 			if partsLeft--; partsLeft == 0 {
 				p.snapshotHeld(time.Now())
@@ -298,8 +324,8 @@ func (p *fanoutPage) read(ctx context.Context, addr string) error {
 			buf.Reset()
 			buf.Write(prefix)
 			if bytes.HasPrefix(prefix, []byte(`{"type":"snapshot","hero`)) {
-				if _, err := io.Copy(io.Discard, rd); err != nil {
-					return fmt.Errorf("read: %w", err)
+				if err := discard(rd); err != nil {
+					return err
 				}
 				p.snapshotHeld(time.Now())
 				continue
@@ -326,8 +352,8 @@ func (p *fanoutPage) read(ctx context.Context, addr string) error {
 				return err
 			}
 		default:
-			if _, err := io.Copy(io.Discard, rd); err != nil {
-				return fmt.Errorf("read: %w", err)
+			if err := discard(rd); err != nil {
+				return err
 			}
 		}
 	}
@@ -357,6 +383,7 @@ func (p *fanoutPage) take(frame []byte, recv time.Time) error {
 	if !p.recording {
 		return nil
 	}
+	p.deltas++
 	var f struct {
 		Heroes []localcluster.APIHero `json:"heroes"`
 	}
@@ -399,6 +426,21 @@ type healthz struct {
 func startHealthz(ctx context.Context, addr string) *healthz {
 	h := &healthz{stopc: make(chan struct{}), done: make(chan struct{})}
 	client := &http.Client{Timeout: 5 * time.Second}
+	probe := func() (time.Duration, error) {
+		start := time.Now()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return time.Since(start), err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return time.Since(start), nil
+	}
+	_, _ = probe() // a warm connection, as a monitor keeps
 	go func() {
 		defer close(h.done)
 		defer client.CloseIdleConnections()
@@ -412,19 +454,8 @@ func startHealthz(ctx context.Context, addr string) *healthz {
 				return
 			case <-t.C:
 			}
-			start := time.Now()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
-			if err != nil {
-				continue
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				h.lat = append(h.lat, time.Since(start)) // counted as slow as it was
-				continue
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			h.lat = append(h.lat, time.Since(start))
+			d, _ := probe() // a failed probe counts as slow as it was
+			h.lat = append(h.lat, d)
 		}
 	}()
 	return h
