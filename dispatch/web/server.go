@@ -134,11 +134,13 @@ type Config struct {
 	// pieces, so no single frame is large (see the package documentation).
 	// Default 500.
 	SnapshotPartHeroes int
-	// SnapshotWriters is how many snapshot_part frames are written at
-	// once, over all connections; a connection waits its turn for each
-	// part. A crowd of new pages then takes the bandwidth a few at a time,
-	// and events to the pages already open, which never wait for a turn,
-	// and dispatch's own actors keep running between them. Default 4.
+	// SnapshotWriters is how many connections write snapshot_part frames
+	// at once; the others wait their turn, in order (a connection whose
+	// client takes a part slowly, over 50 ms, goes back in line for the
+	// next). A crowd of new pages then gets its snapshots a few at a
+	// time, one after the other, while events to the pages already open,
+	// which never wait for a turn, and dispatch's own actors keep running
+	// between them. Default 2.
 	SnapshotWriters int
 }
 
@@ -162,7 +164,7 @@ func DefaultConfig() Config {
 		PingInterval:    30 * time.Second,
 
 		SnapshotPartHeroes: 500,
-		SnapshotWriters:    4,
+		SnapshotWriters:    2,
 
 		LogSummaryInterval: time.Minute,
 	}

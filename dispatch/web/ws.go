@@ -184,8 +184,9 @@ func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <
 }
 
 // writeSnapshot writes the snapshot frame, then the snapshot's parts, the
-// bytes shared with every subscriber starting from it, each in its turn
-// among the connections writing snapshots (Config.SnapshotWriters). Events
+// bytes shared with every subscriber starting from it, in its turn among
+// the connections writing snapshots (Config.SnapshotWriters): it keeps
+// the turn from part to part while each is taken quickly. Events
 // published meanwhile wait in the subscription, coalesced, and follow the
 // last part. It stops early, without an error, when ctx ends (the server
 // shuts down).
@@ -197,20 +198,38 @@ func (wc *wsConn) writeSnapshot(ctx context.Context, snap *Snapshot, cs service.
 	if err := wc.write(b); err != nil {
 		return err
 	}
-	for _, part := range snap.Parts() {
-		select {
-		case wc.s.partTurns <- struct{}{}:
-		case <-ctx.Done():
-			return nil
+	turn := false
+	defer func() {
+		if turn {
+			<-wc.s.partTurns
 		}
-		err := wc.write(part)
-		<-wc.s.partTurns
-		if err != nil {
+	}()
+	for _, part := range snap.Parts() {
+		if !turn {
+			select {
+			case wc.s.partTurns <- struct{}{}:
+				turn = true
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		start := time.Now()
+		if err := wc.write(part); err != nil {
 			return err
+		}
+		if time.Since(start) > slowPart {
+			// A slow reader goes back in line for each part, so it
+			// cannot hold up the others.
+			<-wc.s.partTurns
+			turn = false
 		}
 	}
 	return nil
 }
+
+// slowPart is how long a snapshot part may take to write for its
+// connection to keep its turn for the next part.
+const slowPart = 50 * time.Millisecond
 
 // write sends one text frame within Config.WriteTimeout; on timeout the
 // library closes the connection. This is what ends a connection whose

@@ -26,7 +26,7 @@ import (
 // latency, and whether dispatch's own actors kept their deadlines, read
 // from its /metrics before and after (see missedDeadlines).
 func fanout(ctx context.Context, e *env) []row {
-	subs, heroes := e.pick(1000, 100), e.pick(10_000, 1000)
+	subs, heroes := e.pick(1000, 1000), e.pick(10_000, 2000)
 	sp := spec{
 		Protocol: "default",
 		CityArgs: []string{"-patrol", "100ms", "-fight", "100ms"},
