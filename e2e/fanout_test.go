@@ -31,8 +31,7 @@ const (
 )
 
 // TestFanout is the front door's crowd: 2,000 pages (e2e/crowd) connect
-// at once to a dispatch holding a thousand heroes, while heroes are
-// created. Every
+// at once to a dispatch holding 2,000 heroes, while heroes are created. Every
 // page gets its whole snapshot (in order, nothing between its parts)
 // within a bound and every hero created meanwhile, in the snapshot or in a
 // delta; dispatch reads and encodes a handful of snapshots, not one per

@@ -26,7 +26,7 @@ import (
 // latency, and whether dispatch's own actors kept their deadlines, read
 // from its /metrics before and after (see missedDeadlines).
 func fanout(ctx context.Context, e *env) []row {
-	subs, heroes := e.pick(1000, 1000), e.pick(10_000, 2000)
+	subs, heroes := e.pick(1000, 100), e.pick(10_000, 1000)
 	sp := spec{
 		Protocol: "default",
 		CityArgs: []string{"-patrol", "100ms", "-fight", "100ms"},
@@ -259,6 +259,9 @@ type fanoutPage struct {
 func (p *fanoutPage) run(ctx context.Context, addr string) error {
 	for attempt := 0; ; attempt++ {
 		err := p.read(ctx, addr)
+		if ctx.Err() != nil {
+			return nil // the scenario is over
+		}
 		if websocket.CloseStatus(err) != websocket.StatusTryAgainLater {
 			return err
 		}
@@ -274,7 +277,9 @@ func (p *fanoutPage) run(ctx context.Context, addr string) error {
 }
 
 func (p *fanoutPage) read(ctx context.Context, addr string) error {
-	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", nil)
+	// A connection of its own, never one kept alive by another client.
+	opts := &websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	conn, _, err := websocket.Dial(ctx, "ws://"+addr+"/ws", opts)
 	if err != nil {
 		return fmt.Errorf("dial: %w", err)
 	}
