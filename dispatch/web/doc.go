@@ -166,7 +166,10 @@
 // their first delta; after that the next page makes a new read. So a
 // crowd of pages connecting at once costs dispatch's replica actor one
 // read and one encoding, and a page's snapshot frame, its own, only
-// carries the cluster status as that page joined. Deltas that pile up
+// carries the cluster status as that page joined. Parts are written to
+// two pages at a time (Config.SnapshotWriters), in the order they joined;
+// a page that takes a part slowly (over 50 ms) goes back in line for the
+// next. Events to the pages already open never wait for that. Deltas that pile up
 // while a frame is being written are merged into one, keeping per id the
 // entry that wins by the merge rule. Frames carry entries as dispatch's replica took them,
 // which is not always in stamp order: a page applies an entry only if it

@@ -29,7 +29,7 @@ func fanout(ctx context.Context, e *env) []row {
 	subs, heroes := e.pick(1000, 100), e.pick(10_000, 1000)
 	sp := spec{
 		Protocol: "default",
-		CityArgs: []string{"-patrol", "100ms", "-fight", "100ms"},
+		CityArgs: []string{"-patrol", "100ms", "-fight", "300ms"}, // as city_change_to_page
 		DispatchArgs: []string{
 			"-max-websockets", strconv.Itoa(subs + 16),
 			"-max-conns", strconv.Itoa(subs + 128),
@@ -43,7 +43,7 @@ func fanout(ctx context.Context, e *env) []row {
 		if err := awaitDispatchHolds(ctx, c, heroes); err != nil {
 			return err
 		}
-		// Heroes patrol and fight in the cities (about 30 writes a
+		// Heroes patrol and fight in the cities (about 10 writes a
 		// second) during the whole run, snapshots included.
 		var list struct {
 			Superheroes []localcluster.APIHero `json:"superheroes"`
@@ -128,6 +128,11 @@ func fanout(ctx context.Context, e *env) []row {
 		r.set("cpu_bench_s", used["bench"])
 		c.log.Info("every subscriber holds its snapshot", "took", last.Sub(start).Round(time.Millisecond))
 
+		// The pages that got their snapshot last take the changes made
+		// since its read as their first delta: let those pass.
+		if err := sleepUntil(ctx, time.Now().Add(500*time.Millisecond)); err != nil {
+			return err
+		}
 		window := e.pickDur(5*time.Second, 2*time.Second)
 		for _, p := range pages {
 			p.record(true)
