@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	start := time.Now()
-	err = proc.Build(ctx, "..", dir, "e2e/member")
+	err = proc.Build(ctx, "..", dir, "e2e/member", "e2e/crowd")
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

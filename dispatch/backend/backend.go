@@ -51,11 +51,18 @@ type Config struct {
 	// the cluster topology. Default crdt.DefaultCities.
 	Cities []crdt.Location
 	// StatusInterval is how often city status is probed for the pages.
-	// A killed city is shown down within StatusInterval + StatusTimeout.
 	// Default 200 ms.
 	StatusInterval time.Duration
 	// StatusTimeout bounds one city's status request. Default 200 ms.
 	StatusTimeout time.Duration
+	// StatusMisses is how many status requests in a row a city must leave
+	// unanswered within StatusTimeout before it is shown down. One late
+	// answer from a city starved of CPU for a moment (a crowd of pages
+	// loading on the same machine) is not a dead city; a request that
+	// fails outright (the node is gone) shows it down at once. A killed
+	// city is shown down within StatusMisses × (StatusInterval +
+	// StatusTimeout). Default 2.
+	StatusMisses int
 	// Seed seeds random choices (which city to bomb).
 	Seed uint64
 	// Logger receives log lines. Default slog.Default().
@@ -71,6 +78,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StatusTimeout <= 0 {
 		c.StatusTimeout = 200 * time.Millisecond
+	}
+	if c.StatusMisses <= 0 {
+		c.StatusMisses = 2
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -117,7 +127,7 @@ func New(cfg Config, replica *Replica, cities Cities, pub service.Publisher) *Ba
 		cities:  cities,
 		pub:     pub,
 		log:     cfg.Logger.With("actor", "backend"),
-		reach:   reachability{cities: cities, known: map[crdt.Location]bool{}, unreachable: map[crdt.Location]bool{}},
+		reach:   reachability{cities: cities, known: map[crdt.Location]bool{}, unreachable: map[crdt.Location]bool{}, misses: map[crdt.Location]int{}},
 		status:  newStatusTracker(cfg.Logger.With("actor", "status")),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
 	}
@@ -299,10 +309,14 @@ func (b *Backend) probe(ctx context.Context) service.ClusterStatus {
 			ctx, cancel := context.WithTimeout(ctx, b.cfg.StatusTimeout)
 			defer cancel()
 			r, err := request[*messages.DigestReply](ctx, b.cities, c, &messages.GetDigest{})
-			b.reach.set(c, err == nil)
 			if err != nil {
+				if b.reach.missed(c, errors.Is(err, context.DeadlineExceeded), b.cfg.StatusMisses) {
+					return // shown down
+				}
+				cs.Cities[i] = lastSeen(b.last.Load(), c) // one miss: as last seen
 				return
 			}
+			b.reach.set(c, true)
 			var d crdt.Digest
 			if err := d.UnmarshalBinary(r.Digest); err != nil {
 				b.log.Warn("bad digest", "city", c, "err", err)
@@ -316,6 +330,15 @@ func (b *Backend) probe(ctx context.Context) service.ClusterStatus {
 	cs.Ready = b.replica.Ready()
 	b.status.annotate(cs.Cities, time.Now())
 	return cs
+}
+
+// lastSeen returns city c's status in prev, or a status showing it down
+// when prev has none.
+func lastSeen(prev *service.ClusterStatus, c crdt.Location) service.CityStatus {
+	if i := slices.IndexFunc(prev.Cities, func(o service.CityStatus) bool { return o.Name == c }); i >= 0 {
+		return prev.Cities[i]
+	}
+	return service.CityStatus{Name: c}
 }
 
 func (b *Backend) refreshStatus(ctx context.Context) {
@@ -359,6 +382,9 @@ type reachability struct {
 	// status request or command: a killed node stays in the topology until
 	// the provider's next poll, and requests to it would only time out.
 	unreachable map[crdt.Location]bool
+	// misses counts the status requests in a row each city left
+	// unanswered.
+	misses map[crdt.Location]int
 }
 
 // up returns the cities up in the topology now, learning new ones.
@@ -385,11 +411,26 @@ func (r *reachability) reachable() []crdt.Location {
 func (r *reachability) set(c crdt.Location, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	delete(r.misses, c)
 	if ok {
 		delete(r.unreachable, c)
 	} else {
 		r.unreachable[c] = true
 	}
+}
+
+// missed counts a failed status request to c and reports whether c is
+// now unreachable: at once unless the request only timed out, else after
+// limit timeouts in a row.
+func (r *reachability) missed(c crdt.Location, timedOut bool, limit int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.misses[c]++
+	if !timedOut || r.misses[c] >= limit || r.unreachable[c] {
+		r.unreachable[c] = true
+		return true
+	}
+	return false
 }
 
 func (r *reachability) isKnown(c crdt.Location) bool {

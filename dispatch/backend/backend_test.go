@@ -263,6 +263,47 @@ func TestBackendClusterStatus(t *testing.T) {
 	}
 }
 
+// TestOneLateStatusIsNotDown: a city that misses one status deadline (a
+// moment without CPU) stays up for the pages and for commands; two in a
+// row show it down, and the next answer shows it up again.
+func TestOneLateStatusIsNotDown(t *testing.T) {
+	cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis)
+	b, _, pub := newBackend(t, cities)
+	status(t, b, "both up", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool {
+		return by[crdt.Gotham].Up && by[crdt.Metropolis].Up
+	})
+	gothamDown := func() bool {
+		pub.mu.Lock()
+		defer pub.mu.Unlock()
+		for _, ev := range pub.events {
+			if ev.Kind != service.KindCluster {
+				continue
+			}
+			for _, c := range ev.Cluster.Cities {
+				if c.Name == crdt.Gotham && !c.Up {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for range 5 {
+		cities.setLate(crdt.Gotham, 1)
+		testkit.AwaitCondition(t, 5*time.Second, func() bool { return cities.lateLeft(crdt.Gotham) == 0 }, "the late probe sent")
+		// The probe after the late one answers: gotham was never down.
+		status(t, b, "the next probe answered", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool { return by[crdt.Gotham].Up })
+		if _, err := b.Bomb(context.Background(), crdt.Gotham); err != nil {
+			t.Fatalf("a command to gotham after one late probe: %v", err)
+		}
+	}
+	if gothamDown() {
+		t.Fatal("gotham shown down after single late status requests")
+	}
+	cities.setLate(crdt.Gotham, 2)
+	testkit.AwaitCondition(t, 5*time.Second, gothamDown, "gotham shown down after two late probes in a row")
+	status(t, b, "gotham up again once it answers", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool { return by[crdt.Gotham].Up })
+}
+
 // TestClusterReadsSendNothing: GET /api/cluster and page snapshots read the
 // last probed status; they never ask a city.
 func TestClusterReadsSendNothing(t *testing.T) {

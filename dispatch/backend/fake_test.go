@@ -29,7 +29,10 @@ type fakeCities struct {
 	servers map[crdt.Location]*cityactor.Server
 	configs map[crdt.Location]cityactor.Config
 	down    map[crdt.Location]bool
-	calls   int
+	// late makes a city's next status requests time out, as a city
+	// starved of CPU does: late[c] of them.
+	late  map[crdt.Location]int
+	calls int
 }
 
 var _ interface {
@@ -39,7 +42,7 @@ var _ interface {
 
 func newFakeCities(t *testing.T, names ...crdt.Location) *fakeCities {
 	t.Helper()
-	f := &fakeCities{servers: map[crdt.Location]*cityactor.Server{}, configs: map[crdt.Location]cityactor.Config{}, down: map[crdt.Location]bool{}}
+	f := &fakeCities{servers: map[crdt.Location]*cityactor.Server{}, configs: map[crdt.Location]cityactor.Config{}, down: map[crdt.Location]bool{}, late: map[crdt.Location]int{}}
 	for i, n := range names {
 		clock := crdt.NewClock(string(n), func() int64 { return time.Now().UnixNano() })
 		cfg := cityactor.Config{
@@ -69,6 +72,20 @@ func (f *fakeCities) Up() []crdt.Location {
 	return up
 }
 
+// setLate makes city c's next n status requests time out.
+func (f *fakeCities) setLate(c crdt.Location, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.late[c] = n
+}
+
+// lateLeft returns how many of city c's status requests are still to time out.
+func (f *fakeCities) lateLeft(c crdt.Location) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.late[c]
+}
+
 func (f *fakeCities) setDown(c crdt.Location, down bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -82,6 +99,10 @@ func (f *fakeCities) Request(ctx context.Context, c crdt.Location, msg proto.Mes
 	s, ok := f.servers[c]
 	if !ok || f.down[c] {
 		return nil, fmt.Errorf("fake: %s unreachable", c)
+	}
+	if _, ok := msg.(*messages.GetDigest); ok && f.late[c] > 0 {
+		f.late[c]--
+		return nil, fmt.Errorf("fake: %s did not answer in time: %w", c, context.DeadlineExceeded)
 	}
 	switch m := msg.(type) {
 	case *messages.GetState:

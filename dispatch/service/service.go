@@ -103,7 +103,9 @@ type ClusterStatus struct {
 // CityStatus is one city's state.
 type CityStatus struct {
 	Name crdt.Location
-	// Up reports whether the city answered the latest status request.
+	// Up reports whether the city is taken as up: it answered the latest
+	// status request, or missed only its deadline, fewer times in a row
+	// than backend.Config.StatusMisses.
 	Up bool
 	// Heroes is the number of live heroes in the city's replica; 0 when
 	// down.

@@ -144,16 +144,34 @@
 //
 // The server sends, as JSON text frames:
 //
-//	{"type":"snapshot","heroes":[HERO...],"cluster":CLUSTER,"tombstone_ttl_ms":N}   first, once
+//	{"type":"snapshot","cluster":CLUSTER,"tombstone_ttl_ms":N,"parts":P,"count":C}   first, once
+//	{"type":"snapshot_part","part":I,"parts":P,"heroes":[HERO...]}   I = 1..P, right after it
 //	{"type":"delta","heroes":[HERO...]}                         changed entries; "dead":true removes
 //	{"type":"cluster","cluster":CLUSTER}                        city status changed
 //	{"type":"flash","message":"gotham has been destroyed"}      for every page
 //
-// CLUSTER is the body of GET /api/cluster. A snapshot lists live heroes
-// only; tombstone_ttl_ms is how long replicas keep a tombstone, and so how
-// long a page should remember one. Deltas that pile up while a frame is
-// being written are merged into one, keeping per id the entry that wins by
-// the merge rule. Frames carry entries as dispatch's replica took them,
+// CLUSTER is the body of GET /api/cluster. A snapshot comes in pieces: the
+// snapshot frame, then P snapshot_part frames (none for an empty
+// replica) holding C live heroes together, at most 500 a frame
+// (Config.SnapshotPartHeroes), sorted by name, then id, with no other
+// frame in between: a page applies the snapshot once its last part came,
+// and the events published meanwhile follow it. tombstone_ttl_ms is how
+// long replicas keep a tombstone, and so how long a page should remember
+// one.
+//
+// The parts are encoded once and shared: dispatch reads its replica for
+// one page, the pages that connect during that read wait for it, and the
+// pages that connect later get the same bytes as long as at most 256
+// heroes changed since (HubConfig.MaxCatchUp), those changes coming in
+// their first delta; after that the next page makes a new read. So a
+// crowd of pages connecting at once costs dispatch's replica actor one
+// read and one encoding, and a page's snapshot frame, its own, only
+// carries the cluster status as that page joined. Parts are written to
+// two pages at a time (Config.SnapshotWriters), in the order they joined;
+// a page that takes a part slowly (over 50 ms) goes back in line for the
+// next. Events to the pages already open never wait for that. Deltas that pile up
+// while a frame is being written are merged into one, keeping per id the
+// entry that wins by the merge rule. Frames carry entries as dispatch's replica took them,
 // which is not always in stamp order: a page applies an entry only if it
 // wins against what it holds for the id, tombstones included. A page
 // that falls too far behind is dropped: closed with status 1013 (try again

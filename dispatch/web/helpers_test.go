@@ -41,6 +41,7 @@ type fakeBackend struct {
 	panics   bool          // Heroes panics
 	catching bool          // not Ready: catching up after a restart
 	heroErr  error         // returned by Heroes: the replica is not answering
+	reads    int           // calls of Heroes
 }
 
 func (f *fakeBackend) Ready() bool {
@@ -109,6 +110,7 @@ func (f *fakeBackend) cityErr(city crdt.Location) error {
 func (f *fakeBackend) Heroes() ([]crdt.Hero, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	if f.panics {
 		panic("fake: Heroes panics")
 	}
@@ -476,6 +478,9 @@ type frame struct {
 	City    string          `json:"city"`
 	Error   string          `json:"error"`
 	Status  int             `json:"status"`
+	Part    int             `json:"part"`  // snapshot_part
+	Parts   int             `json:"parts"` // snapshot, snapshot_part
+	Count   int             `json:"count"` // snapshot
 }
 
 func (e *env) wsURL() string { return "ws" + strings.TrimPrefix(e.url, "http") + "/ws" }
@@ -523,10 +528,36 @@ func nextFrame(t *testing.T, c *websocket.Conn, typ string) frame {
 		if err != nil {
 			t.Fatalf("waiting for a %s frame: %v", typ, err)
 		}
-		if f.Type == typ {
-			return f
+		if f.Type != typ {
+			continue
 		}
+		if typ == "snapshot" {
+			f.Heroes = readParts(t, ctx, c, f)
+		}
+		return f
 	}
+}
+
+// readParts reads the snapshot_part frames that follow the snapshot frame
+// head, checking they come in order with nothing in between, and returns
+// their heroes.
+func readParts(t *testing.T, ctx context.Context, c *websocket.Conn, head frame) []heroJSON {
+	t.Helper()
+	heroes := []heroJSON{}
+	for i := range head.Parts {
+		p, err := readFrame(ctx, c)
+		if err != nil {
+			t.Fatalf("snapshot part %d of %d: %v", i+1, head.Parts, err)
+		}
+		if p.Type != "snapshot_part" || p.Part != i+1 || p.Parts != head.Parts {
+			t.Fatalf("frame %d after the snapshot frame is %+v, want snapshot_part %d of %d", i+1, p, i+1, head.Parts)
+		}
+		heroes = append(heroes, p.Heroes...)
+	}
+	if len(heroes) != head.Count {
+		t.Fatalf("snapshot parts hold %d heroes, the snapshot frame says %d", len(heroes), head.Count)
+	}
+	return heroes
 }
 
 // roundTrip sends a command and returns its reply, skipping event frames.

@@ -24,9 +24,23 @@ func entry(id uuid.UUID, wall int64, health int, dead bool) crdt.Hero {
 
 func delta(hs ...crdt.Hero) service.Event { return service.DeltaEvent(crdt.Delta{Heroes: hs}) }
 
+// source returns a snapshot source reading snapshot's heroes, or nil for
+// a nil snapshot.
+func source(t *testing.T, snapshot func() service.Event) *SnapshotSource {
+	if snapshot == nil {
+		return nil
+	}
+	return &SnapshotSource{
+		Read: func() (*Snapshot, error) {
+			return NewSnapshot(snapshot().Heroes, 2)
+		},
+		Cluster: func() service.ClusterStatus { return service.ClusterStatus{Ready: true} },
+	}
+}
+
 func subscribe(t *testing.T, h *Hub, snapshot func() service.Event) *Subscription {
 	t.Helper()
-	s, err := h.Subscribe(snapshot)
+	s, err := h.Subscribe(source(t, snapshot))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +138,8 @@ func TestHubSnapshotFirstAndPrunesCoveredEntries(t *testing.T) {
 	}
 }
 
+// A delta the snapshot covers entirely is dropped, and so is a cluster
+// event published before the snapshot took its cluster status.
 func TestHubSnapshotDropsFullyCoveredDelta(t *testing.T) {
 	h := NewHub(HubConfig{}, testLogger(t))
 	id := uuid.New()
@@ -133,7 +149,7 @@ func TestHubSnapshotDropsFullyCoveredDelta(t *testing.T) {
 		return service.Event{Heroes: []crdt.Hero{entry(id, 10, 80, false)}}
 	})
 	evs := s.Take()
-	if len(evs) != 2 || evs[0].Kind != service.KindSnapshot || evs[1].Kind != service.KindCluster {
+	if len(evs) != 1 || evs[0].Kind != service.KindSnapshot || !evs[0].Cluster.Ready || evs[0].Snapshot.Len() != 1 {
 		t.Fatalf("events %+v", evs)
 	}
 	// The pending cluster index was shifted correctly: a new cluster event
@@ -330,7 +346,7 @@ func TestHubCoalescesByMergeRule(t *testing.T) {
 			if got := evs[0].Heroes[0]; got != tc.want {
 				t.Errorf("coalesced entry %+v, want %+v", got, tc.want)
 			}
-			b, err := encodeEvent(evs[0], 0)
+			b, err := encodeEvent(evs[0].Event)
 			if err != nil {
 				t.Fatal(err)
 			}

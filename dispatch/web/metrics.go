@@ -47,6 +47,14 @@ func NewMetrics(reg *metrics.Registry, hub *Hub, log *slog.Logger) (*Metrics, er
 			Name: "superhero_websocket_dropped_subscribers_total",
 			Help: "WebSocket feeds dropped because the client fell too far behind (it reconnects and starts over from a snapshot).",
 		}, func() float64 { return float64(hub.Dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "superhero_websocket_snapshot_reads_total",
+			Help: "Snapshots read from dispatch's replica and encoded for the WebSocket feed; pages connecting together, or while little changed, share one.",
+		}, func() float64 { reads, _ := hub.SnapshotStats(); return float64(reads) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "superhero_websocket_snapshots_sent_total",
+			Help: "WebSocket feeds started from a snapshot (shared or read for them).",
+		}, func() float64 { _, sent := hub.SnapshotStats(); return float64(sent) }),
 	)
 	if err != nil {
 		return nil, err

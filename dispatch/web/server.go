@@ -129,6 +129,19 @@ type Config struct {
 	// not answer within WriteTimeout is disconnected, and its place
 	// freed. Default 30 s.
 	PingInterval time.Duration
+	// SnapshotPartHeroes is how many heroes one snapshot_part frame of
+	// the WebSocket feed carries at most: a page's snapshot comes in
+	// pieces, so no single frame is large (see the package documentation).
+	// Default 500.
+	SnapshotPartHeroes int
+	// SnapshotWriters is how many connections write snapshot_part frames
+	// at once; the others wait their turn, in order (a connection whose
+	// client takes a part slowly, over 50 ms, goes back in line for the
+	// next). A crowd of new pages then gets its snapshots a few at a
+	// time, one after the other, while events to the pages already open,
+	// which never wait for a turn, and dispatch's own actors keep running
+	// between them. Default 2.
+	SnapshotWriters int
 }
 
 // DefaultConfig returns the defaults.
@@ -149,6 +162,9 @@ func DefaultConfig() Config {
 		MaxConns:        512,
 		MaxWebSockets:   128,
 		PingInterval:    30 * time.Second,
+
+		SnapshotPartHeroes: 500,
+		SnapshotWriters:    2,
 
 		LogSummaryInterval: time.Minute,
 	}
@@ -197,6 +213,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = d.PingInterval
+	}
+	if c.SnapshotPartHeroes <= 0 {
+		c.SnapshotPartHeroes = d.SnapshotPartHeroes
+	}
+	if c.SnapshotWriters <= 0 {
+		c.SnapshotWriters = d.SnapshotWriters
 	}
 	if c.LogSummaryInterval <= 0 {
 		c.LogSummaryInterval = d.LogSummaryInterval
@@ -263,6 +285,9 @@ type Server struct {
 	closing bool
 	conns   sync.WaitGroup // WebSocket handlers
 	active  atomic.Int64   // open WebSocket connections
+	// partTurns holds a token per snapshot part being written (see
+	// Config.SnapshotWriters).
+	partTurns chan struct{}
 }
 
 // New returns a server. It fails only for an invalid Config. It logs to
@@ -288,6 +313,8 @@ func New(cfg Config, backend service.Backend, hub *Hub, logger *slog.Logger) (*S
 		log:     logger,
 		ctx:     ctx,
 		cancel:  cancel,
+
+		partTurns: make(chan struct{}, cfg.SnapshotWriters),
 	}
 	s.warns.init(cfg.LogSummaryInterval)
 	s.stats.since = time.Now()

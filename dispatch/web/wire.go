@@ -133,14 +133,29 @@ type errorJSON struct {
 
 // Server-to-client WebSocket frames.
 
+// snapshotFrame opens a snapshot: the subscriber's cluster status and the
+// number of snapshot_part frames that follow it, with nothing in between.
 type snapshotFrame struct {
 	Type    service.EventKind `json:"type"`
-	Heroes  []heroJSON        `json:"heroes"`
 	Cluster clusterJSON       `json:"cluster"`
 	// TombstoneTTLMs is how long the page remembers a tombstone, so that
 	// a stale live entry arriving after it cannot bring the hero back:
 	// Config.TombstoneTTL, as long as replicas keep tombstones.
 	TombstoneTTLMs int64 `json:"tombstone_ttl_ms"`
+	Parts          int   `json:"parts"` // snapshot_part frames that follow
+	Count          int   `json:"count"` // heroes in them, together
+}
+
+// kindSnapshotPart is the type of the frames carrying a snapshot's heroes.
+const kindSnapshotPart = "snapshot_part"
+
+// snapshotPartFrame is one piece of a snapshot's heroes; the same bytes
+// go to every subscriber that starts from the snapshot.
+type snapshotPartFrame struct {
+	Type   string     `json:"type"`
+	Part   int        `json:"part"`  // 1 to Parts
+	Parts  int        `json:"parts"` // as in the snapshot frame
+	Heroes []heroJSON `json:"heroes"`
 }
 
 type deltaFrame struct {
@@ -187,14 +202,10 @@ type command struct {
 	City     string          `json:"city,omitempty"`
 }
 
-// encodeEvent returns the frame for ev. A snapshot frame tells the page to
-// remember tombstones for tombstoneTTL.
-func encodeEvent(ev service.Event, tombstoneTTL time.Duration) ([]byte, error) {
+// encodeEvent returns the frame for ev: a delta, cluster or flash event.
+// (A snapshot is a header, encodeSnapshotHeader, and shared parts.)
+func encodeEvent(ev service.Event) ([]byte, error) {
 	switch ev.Kind {
-	case service.KindSnapshot:
-		heroes := slices.Clone(ev.Heroes)
-		sortHeroes(heroes)
-		return json.Marshal(snapshotFrame{Type: ev.Kind, Heroes: toHeroesJSON(heroes), Cluster: toClusterJSON(ev.Cluster), TombstoneTTLMs: tombstoneTTL.Milliseconds()})
 	case service.KindDelta:
 		return json.Marshal(deltaFrame{Type: ev.Kind, Heroes: toHeroesJSON(ev.Heroes)})
 	case service.KindCluster:
@@ -202,5 +213,5 @@ func encodeEvent(ev service.Event, tombstoneTTL time.Duration) ([]byte, error) {
 	case service.KindFlash:
 		return json.Marshal(flashFrame{Type: ev.Kind, Message: ev.Message})
 	}
-	return nil, fmt.Errorf("dispatch: unknown event kind %q", ev.Kind)
+	return nil, fmt.Errorf("dispatch: event kind %q has no frame of its own", ev.Kind)
 }

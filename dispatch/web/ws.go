@@ -74,26 +74,27 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	log := s.log.With("remote", remote)
 	conn.SetReadLimit(16 * s.cfg.BodyLimit)
 
-	var snapErr error
-	sub, err := s.hub.Subscribe(func() service.Event {
-		ev, err := s.snapshot(ctx)
-		snapErr = err
-		return ev
+	sub, err := s.hub.Subscribe(&SnapshotSource{
+		Read: s.readSnapshot,
+		Cluster: func() service.ClusterStatus {
+			cctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
+			defer cancel()
+			return s.backend.Cluster(cctx)
+		},
 	})
-	if err == nil && snapErr != nil {
-		// No view to start from (dispatch's replica is not answering,
-		// or it is rejoining the cluster): an empty snapshot would show
-		// an empty table as if it were true. The page connects again.
-		sub.Close()
-		log.Info("websocket refused", "err", snapErr)
-		if err := conn.Close(websocket.StatusTryAgainLater, "dispatch is catching up"); err != nil {
+	if errors.Is(err, ErrHubClosed) {
+		log.Debug("websocket refused", "err", err)
+		if err := conn.Close(websocket.StatusGoingAway, "server shutting down"); err != nil {
 			log.Debug("websocket close handshake", "err", err)
 		}
 		return
 	}
 	if err != nil {
-		log.Debug("websocket refused", "err", err)
-		if err := conn.Close(websocket.StatusGoingAway, "server shutting down"); err != nil {
+		// No view to start from (dispatch's replica is not answering,
+		// or it is rejoining the cluster): an empty snapshot would show
+		// an empty table as if it were true. The page connects again.
+		log.Info("websocket refused", "err", err)
+		if err := conn.Close(websocket.StatusTryAgainLater, "dispatch is catching up"); err != nil {
 			log.Debug("websocket close handshake", "err", err)
 		}
 		return
@@ -129,16 +130,15 @@ func (s *Server) runConn(remote string, conn *websocket.Conn) {
 	wc.log.Debug("websocket closed", "reason", reason, "dur", time.Since(start).Round(time.Millisecond))
 }
 
-// snapshot is the first event of a connection; it fails when dispatch's
+// readSnapshot reads dispatch's view and encodes it for the hub, which
+// shares it among the subscribers that start from it; it fails when the
 // view cannot be read.
-func (s *Server) snapshot(ctx context.Context) (service.Event, error) {
+func (s *Server) readSnapshot() (*Snapshot, error) {
 	heroes, err := s.backend.Heroes()
 	if err != nil {
-		return service.Event{}, err
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout)
-	defer cancel()
-	return service.SnapshotEvent(heroes, s.backend.Cluster(ctx)), nil
+	return NewSnapshot(heroes, s.cfg.SnapshotPartHeroes)
 }
 
 // writeLoop writes events and replies until the connection ends, and says
@@ -163,10 +163,16 @@ func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <
 				return wc.writeFailed(err)
 			}
 		case <-sub.Ready():
-			for _, ev := range sub.Take() {
-				b, err := encodeEvent(ev, wc.s.cfg.TombstoneTTL)
+			for _, p := range sub.Take() {
+				if p.Snapshot != nil {
+					if err := wc.writeSnapshot(ctx, p.Snapshot, p.Cluster); err != nil {
+						return wc.writeFailed(err)
+					}
+					continue
+				}
+				b, err := p.Frame()
 				if err != nil {
-					wc.log.Error("websocket event not encoded", "kind", ev.Kind, "err", err)
+					wc.log.Error("websocket event not encoded", "kind", p.Kind, "err", err)
 					continue
 				}
 				if err := wc.write(b); err != nil {
@@ -176,6 +182,54 @@ func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <
 		}
 	}
 }
+
+// writeSnapshot writes the snapshot frame, then the snapshot's parts, the
+// bytes shared with every subscriber starting from it, in its turn among
+// the connections writing snapshots (Config.SnapshotWriters): it keeps
+// the turn from part to part while each is taken quickly. Events
+// published meanwhile wait in the subscription, coalesced, and follow the
+// last part. It stops early, without an error, when ctx ends (the server
+// shuts down).
+func (wc *wsConn) writeSnapshot(ctx context.Context, snap *Snapshot, cs service.ClusterStatus) error {
+	b, err := encodeSnapshotHeader(snap, cs, wc.s.cfg.TombstoneTTL)
+	if err != nil {
+		return err
+	}
+	if err := wc.write(b); err != nil {
+		return err
+	}
+	turn := false
+	defer func() {
+		if turn {
+			<-wc.s.partTurns
+		}
+	}()
+	for _, part := range snap.Parts() {
+		if !turn {
+			select {
+			case wc.s.partTurns <- struct{}{}:
+				turn = true
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		start := time.Now()
+		if err := wc.write(part); err != nil {
+			return err
+		}
+		if time.Since(start) > slowPart {
+			// A slow reader goes back in line for each part, so it
+			// cannot hold up the others.
+			<-wc.s.partTurns
+			turn = false
+		}
+	}
+	return nil
+}
+
+// slowPart is how long a snapshot part may take to write for its
+// connection to keep its turn for the next part.
+const slowPart = 50 * time.Millisecond
 
 // write sends one text frame within Config.WriteTimeout; on timeout the
 // library closes the connection. This is what ends a connection whose

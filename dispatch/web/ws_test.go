@@ -23,10 +23,11 @@ import (
 )
 
 func TestWSSnapshotFirst(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config, _ *HubConfig) { c.SnapshotPartHeroes = 2 })
 	e.backend.seed(t, "Zed")
 	e.backend.seedDead(t, "Ghost")
 	e.backend.seed(t, "Alpha")
+	e.backend.seed(t, "Mia")
 	e.backend.setUp(crdt.Capitol, false)
 	ctx := t.Context()
 
@@ -39,16 +40,38 @@ func TestWSSnapshotFirst(t *testing.T) {
 	if err := json.Unmarshal(raw, &shape); err != nil {
 		t.Fatal(err)
 	}
-	if len(shape) != 4 || string(shape["type"]) != `"snapshot"` || shape["heroes"] == nil || shape["cluster"] == nil ||
-		string(shape["tombstone_ttl_ms"]) != "600000" {
+	if len(shape) != 5 || string(shape["type"]) != `"snapshot"` || shape["cluster"] == nil ||
+		string(shape["tombstone_ttl_ms"]) != "600000" || string(shape["parts"]) != "2" || string(shape["count"]) != "3" {
 		t.Fatalf("first frame %s", raw)
 	}
 	var f frame
 	if err := json.Unmarshal(raw, &f); err != nil {
 		t.Fatal(err)
 	}
-	if len(f.Heroes) != 2 || f.Heroes[0].Name != "Alpha" || f.Heroes[1].Name != "Zed" {
-		t.Errorf("snapshot heroes %+v, want the live ones sorted", f.Heroes)
+	// The heroes follow in two parts of at most two, sorted, nothing in
+	// between.
+	_, raw, err = c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shape = nil
+	if err := json.Unmarshal(raw, &shape); err != nil {
+		t.Fatal(err)
+	}
+	if len(shape) != 4 || string(shape["type"]) != `"snapshot_part"` || string(shape["part"]) != "1" || string(shape["parts"]) != "2" || shape["heroes"] == nil {
+		t.Fatalf("second frame %s", raw)
+	}
+	var p1 frame
+	if err := json.Unmarshal(raw, &p1); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := readFrame(ctx, c)
+	if err != nil || p2.Type != "snapshot_part" || p2.Part != 2 || p2.Parts != 2 {
+		t.Fatalf("third frame %+v, %v", p2, err)
+	}
+	heroes := append(p1.Heroes, p2.Heroes...)
+	if len(heroes) != 3 || heroes[0].Name != "Alpha" || heroes[1].Name != "Mia" || heroes[2].Name != "Zed" {
+		t.Errorf("snapshot heroes %+v, want the live ones sorted", heroes)
 	}
 	cl := f.Cluster
 	if len(cl.Cities) != 3 || cl.Cities[2].Name != "capitol" || cl.Cities[2].Up || !cl.Cities[0].Up || cl.InSync {
@@ -650,4 +673,99 @@ func TestWSNoSnapshotWithoutAView(t *testing.T) {
 		t.Fatalf("first read: %v (status %v), want close 1013", err, s)
 	}
 	waitFor(t, 5*time.Second, "the server to unsubscribe", func() bool { return e.hub.Subscribers() == 0 })
+}
+
+// TestWSSnapshotInPiecesThenDeltas: a snapshot's parts come one after the
+// other with nothing in between, even while changes are published, and
+// every change published meanwhile follows them.
+func TestWSSnapshotInPiecesThenDeltas(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *HubConfig) { c.SnapshotPartHeroes = 1 })
+	for i := range 60 {
+		e.backend.seed(t, fmt.Sprintf("Hero %02d", i))
+	}
+	ctx := t.Context()
+	c := e.dial(ctx, nil)
+	const changes = 20
+	var wg sync.WaitGroup
+	ids := make([]string, changes)
+	wg.Go(func() {
+		for i := range changes {
+			h, err := e.backend.Create(ctx, fmt.Sprintf("New %02d", i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = h.ID.String()
+		}
+	})
+	snap := nextFrame(t, c, "snapshot") // checks the parts' order and that nothing comes between them
+	wg.Wait()
+	seen := map[string]bool{}
+	for _, h := range snap.Heroes {
+		seen[h.ID] = true
+	}
+	if len(snap.Heroes) < 60 {
+		t.Fatalf("snapshot of %d heroes, want at least the 60 seeded", len(snap.Heroes))
+	}
+	for _, id := range ids {
+		for !seen[id] {
+			f, err := readFrame(ctx, c)
+			if err != nil {
+				t.Fatalf("waiting for %s: %v", id, err)
+			}
+			if f.Type != "delta" {
+				t.Fatalf("frame %+v after the snapshot, want deltas", f)
+			}
+			for _, h := range f.Heroes {
+				seen[h.ID] = true
+			}
+		}
+	}
+}
+
+// TestWSCrowdSharesOneRead: pages connecting together cost dispatch's
+// replica one read, not one each, and all get the whole snapshot.
+func TestWSCrowdSharesOneRead(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *HubConfig) { c.SnapshotPartHeroes = 7 })
+	for i := range 50 {
+		e.backend.seed(t, fmt.Sprintf("Hero %02d", i))
+	}
+	ctx := t.Context()
+	const pages = 16
+	var wg sync.WaitGroup
+	for range pages {
+		wg.Go(func() {
+			c, _, err := websocket.Dial(ctx, e.wsURL(), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.CloseNow()
+			f, err := readFrame(ctx, c)
+			if err != nil || f.Type != "snapshot" || f.Parts != 8 || f.Count != 50 {
+				t.Errorf("first frame %+v, %v", f, err)
+				return
+			}
+			n := 0
+			for i := range f.Parts {
+				p, err := readFrame(ctx, c)
+				if err != nil || p.Type != "snapshot_part" || p.Part != i+1 {
+					t.Errorf("part %d: %+v, %v", i+1, p, err)
+					return
+				}
+				n += len(p.Heroes)
+			}
+			if n != 50 {
+				t.Errorf("%d heroes in the parts", n)
+			}
+		})
+	}
+	wg.Wait()
+	e.backend.mu.Lock()
+	reads := e.backend.reads
+	e.backend.mu.Unlock()
+	// Nothing changed meanwhile: one read serves them all.
+	if reads != 1 {
+		t.Errorf("%d pages made %d reads of the replica, want 1", pages, reads)
+	}
 }

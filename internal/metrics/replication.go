@@ -24,6 +24,9 @@ var (
 	droppedDesc = prometheus.NewDesc("superhero_replication_dropped_messages_total",
 		"Replication messages that did not leave this node (a peer's queue was full, or the send failed); anti-entropy repairs what they carried.",
 		nil, nil)
+	latenessDesc = prometheus.NewDesc("superhero_replication_timer_lateness_seconds",
+		"How late the actor that owns the replication engine handled each of the engine's deadlines (push window, gossip, poll, anti-entropy, exchange and ack timeouts), from the deadline to the first message it handled after it. Anything past 0.1 s means its mailbox is too busy: exchanges time out and writes answer \"outcome unknown\".",
+		nil, nil)
 )
 
 // engineCounter is one counter read from the engines' summed Stats.
@@ -71,6 +74,7 @@ func (replicationCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sentMessagesDesc
 	ch <- sentBytesDesc
 	ch <- droppedDesc
+	ch <- latenessDesc
 	seen := map[*prometheus.Desc]bool{}
 	for _, c := range engineCounters {
 		if !seen[c.desc] {
@@ -87,6 +91,12 @@ func (c replicationCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(sentBytesDesc, prometheus.CounterValue, float64(bytes), k.String())
 	}
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(c.t.Outbox.Dropped.Load()))
+	late := c.t.TimerLateness()
+	buckets := make(map[float64]uint64, len(late.Buckets))
+	for i, b := range wire.LatenessBuckets {
+		buckets[b.Seconds()] = late.Buckets[i]
+	}
+	ch <- prometheus.MustNewConstHistogram(latenessDesc, late.Count, late.Sum.Seconds(), buckets)
 	st := c.t.Engine()
 	for _, e := range engineCounters {
 		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, float64(e.value(st)), e.labels...)

@@ -30,26 +30,38 @@ type Driver struct {
 	timer     *time.Timer
 	armed     bool
 	armedAt   int64
+	met       bool // the armed deadline has passed and its lateness was counted
+	// elapsed is the engine's time; tests replace it.
+	elapsed func() int64
 }
 
 // NewDriver returns a driver for e over t. It counts what e does and
 // what it sends into totals, if not nil; pass the same Totals to the
 // drivers of the node's successive engines.
 func NewDriver(e *replication.Engine, t Transport, totals *Totals) *Driver {
-	return &Driver{engine: e, transport: t, totals: totals, start: time.Now()}
+	d := &Driver{engine: e, transport: t, totals: totals, start: time.Now()}
+	d.elapsed = func() int64 { return int64(time.Since(d.start)) }
+	return d
 }
 
 // Engine returns the engine driven.
 func (d *Driver) Engine() *replication.Engine { return d.engine }
 
 // Tick brings the engine to the current time and membership. Call it
-// before every input to the engine.
+// before every input to the engine. The first Tick past the deadline the
+// timer was armed for counts how late it came (Totals.TimerLateness): an
+// actor whose mailbox is busy handles its engine's deadlines late.
 func (d *Driver) Tick() {
 	if peers := d.transport.Peers(); !slices.Equal(peers, d.peers) {
 		d.peers = peers
 		d.engine.SetPeers(peers)
 	}
-	d.engine.Tick(int64(time.Since(d.start)))
+	now := d.elapsed()
+	if d.armed && !d.met && now >= d.armedAt {
+		d.met = true
+		d.totals.observeLateness(time.Duration(now - d.armedAt))
+	}
+	d.engine.Tick(now)
 }
 
 // Woken says the timer armed by Flush has fired (its wake message arrived).
@@ -80,8 +92,8 @@ func (d *Driver) Flush(sent func(replication.Message, int), act func(replication
 		return // a timer is armed for then or earlier
 	}
 	d.Stop()
-	d.armed, d.armedAt = true, next
-	d.timer = time.AfterFunc(time.Duration(next-int64(time.Since(d.start))), wake)
+	d.armed, d.armedAt, d.met = true, next, false
+	d.timer = time.AfterFunc(time.Duration(next-d.elapsed()), wake)
 }
 
 // Stop stops the timer.

@@ -3,6 +3,7 @@ package wire
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/superhero-cluster/superhero/replication"
 )
@@ -25,6 +26,60 @@ type Totals struct {
 	last   replication.Stats   // its counters when last observed
 
 	sent [replication.LastMsgKind + 1]struct{ messages, bytes atomic.Uint64 }
+
+	// late counts the deadlines handled per LatenessBuckets bucket (the
+	// last one past every bound); lateSum is their lateness, summed, in
+	// nanoseconds.
+	late    [len(LatenessBuckets) + 1]atomic.Uint64
+	lateSum atomic.Uint64
+}
+
+// LatenessBuckets are the upper bounds of the TimerLateness buckets.
+var LatenessBuckets = [...]time.Duration{
+	time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond,
+	50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond, time.Second,
+}
+
+// Lateness is how late the engines' deadlines were handled.
+type Lateness struct {
+	// Buckets[i] counts the deadlines handled at most LatenessBuckets[i]
+	// late (cumulative, as a Prometheus histogram counts).
+	Buckets [len(LatenessBuckets)]uint64
+	Count   uint64        // every deadline
+	Sum     time.Duration // their lateness, summed
+}
+
+// Over returns how many deadlines were handled more than
+// LatenessBuckets[i] late.
+func (l Lateness) Over(i int) uint64 { return l.Count - l.Buckets[i] }
+
+// TimerLateness returns how late the drivers' engines handled their
+// deadlines: from the deadline a driver's timer was armed for to the
+// first Tick after it.
+func (t *Totals) TimerLateness() Lateness {
+	var l Lateness
+	var n uint64
+	for i := range t.late {
+		n += t.late[i].Load()
+		if i < len(l.Buckets) {
+			l.Buckets[i] = n
+		}
+	}
+	l.Count, l.Sum = n, time.Duration(t.lateSum.Load())
+	return l
+}
+
+// observeLateness counts one deadline handled d late. t may be nil.
+func (t *Totals) observeLateness(d time.Duration) {
+	if t == nil {
+		return
+	}
+	i := 0
+	for i < len(LatenessBuckets) && d > LatenessBuckets[i] {
+		i++
+	}
+	t.late[i].Add(1)
+	t.lateSum.Add(uint64(d))
 }
 
 // Engine returns the engines' counters, summed.

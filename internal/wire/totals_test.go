@@ -2,6 +2,7 @@ package wire
 
 import (
 	"testing"
+	"time"
 
 	"github.com/superhero-cluster/superhero/crdt"
 	"github.com/superhero-cluster/superhero/replication"
@@ -52,5 +53,39 @@ func TestTotalsCountAcrossEngines(t *testing.T) {
 	}
 	if msgs, _ := totals.Sent(replication.MsgSync); msgs != 0 {
 		t.Fatalf("sync messages = %d, want 0", msgs)
+	}
+}
+
+// TestTimerLateness drives a driver on a manual clock: the first Tick past
+// the armed deadline counts its lateness once, in the right bucket, and a
+// Tick before the deadline counts nothing.
+func TestTimerLateness(t *testing.T) {
+	var totals Totals
+	cfg := replication.DefaultCityConfig("gotham")
+	e, err := replication.New(cfg, crdt.NewReplica(crdt.NewClock("gotham", func() int64 { return 1_800_000_000_000_000_000 })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDriver(e, &onePeer{}, &totals)
+	var now int64
+	d.elapsed = func() int64 { return now }
+	d.Tick()
+	d.Flush(nil, nil, func() {})
+	defer d.Stop()
+	deadline := d.armedAt
+	if deadline <= now {
+		t.Fatalf("armed for %d at %d", deadline, now)
+	}
+	now = deadline - 1
+	d.Tick()
+	if l := totals.TimerLateness(); l.Count != 0 {
+		t.Fatalf("counted %+v before the deadline", l)
+	}
+	now = deadline + int64(30*time.Millisecond) // in the 50 ms bucket
+	d.Tick()
+	d.Tick() // the same deadline: not counted again
+	l := totals.TimerLateness()
+	if l.Count != 1 || l.Sum != 30*time.Millisecond || l.Buckets[3] != 0 || l.Buckets[4] != 1 || l.Over(3) != 1 || l.Over(5) != 0 {
+		t.Fatalf("lateness %+v", l)
 	}
 }

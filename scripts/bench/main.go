@@ -48,6 +48,7 @@ var scenarios = []struct {
 	{"throughput", throughput},
 	{"write_to_all_loaded", writeToAllLoaded},
 	{"scale", scale},
+	{"fanout", fanout},
 	{"peer", peer},
 }
 

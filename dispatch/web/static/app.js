@@ -153,16 +153,24 @@
     return n;
   }
 
+  let snapshotIn = { ms: 0, bytes: 0, heroes: 0 }; // the snapshot being received, so far
+
   function record(msg, data, ms) {
     perf.frames++;
     perf.lastFrameType = msg.type;
     perf.lastFrameBytes = utf8Length(data);
     perf.lastFrameHeroes = Array.isArray(msg.heroes) ? msg.heroes.length : 0;
-    if (msg.type === 'snapshot') {
-      perf.snapshots++;
-      perf.snapshotApplyMs = ms;
-      perf.snapshotHeroes = perf.lastFrameHeroes;
-      perf.snapshotBytes = perf.lastFrameBytes;
+    if (msg.type === 'snapshot' || msg.type === 'snapshot_part') {
+      // A snapshot's figures sum its frames, and count once it is applied.
+      if (msg.type === 'snapshot') snapshotIn = { ms: 0, bytes: 0, heroes: msg.count || 0 };
+      snapshotIn.ms += ms;
+      snapshotIn.bytes += perf.lastFrameBytes;
+      if (assembling === null) {
+        perf.snapshots++;
+        perf.snapshotApplyMs = snapshotIn.ms;
+        perf.snapshotHeroes = snapshotIn.heroes;
+        perf.snapshotBytes = snapshotIn.bytes;
+      }
       return;
     }
     perf.lastApplyMs = ms;
@@ -193,6 +201,7 @@
     ws.addEventListener('close', (e) => {
       if (state.ws !== ws) return;
       state.ws = null;
+      assembling = null;
       for (const [ref, p] of state.pending) {
         clearTimeout(p.timer);
         p.reject(new CommandError('the connection to dispatch was lost', 0));
@@ -248,7 +257,7 @@
   };
 
   function isSnapshot(data) {
-    return typeof data === 'string' && data.startsWith('{"type":"snapshot"');
+    return typeof data === 'string' && data.startsWith('{"type":"snapshot",'); // not a snapshot_part
   }
 
   function isBig(data) {
@@ -375,7 +384,8 @@
 
   function handle(msg) {
     switch (msg.type) {
-      case 'snapshot': return onSnapshot(msg);
+      case 'snapshot': return onSnapshotFrame(msg);
+      case 'snapshot_part': return onSnapshotPart(msg);
       case 'delta': return onDelta(msg.heroes || []);
       case 'cluster': return onCluster(msg.cluster);
       case 'flash': return showFlash(msg.message, 'flash');
@@ -392,17 +402,42 @@
     }
   }
 
-  // ---- heroes: from frames to the model ----
-
-  // onSnapshot makes the page hold the live heroes of the snapshot (see
-  // startSnapshot). It only hands them over: indexing goes on in slices
-  // after the frame's handler returns. A big snapshot frame comes in
-  // pieces from the worker instead (see onParsed).
-  function onSnapshot(msg) {
-    const snap = beginSnapshot(msg);
-    snap.add(msg.heroes || []);
+  // A snapshot comes in pieces: a "snapshot" frame (the cluster status,
+  // tombstone_ttl_ms, parts, count), then its heroes in "parts"
+  // snapshot_part frames, nothing in between. Each part goes to the model
+  // as it comes (indexed in slices, see startSnapshot); the table switches
+  // to the new heroes once the last part is indexed, and deltas wait until
+  // then. A part out of order means the feed broke: the page drops the
+  // partial snapshot and connects again.
+  let assembling = null; // {snap, next, parts}: the snapshot being received
+  function onSnapshotFrame(msg, arrived) {
+    const snap = beginSnapshot(msg, arrived);
+    snap.add(msg.heroes || []); // a snapshot in one frame has them here
+    if (msg.parts > 0) {
+      assembling = { snap, next: 1, parts: msg.parts };
+      return;
+    }
+    assembling = null;
     snap.finish();
   }
+
+  function onSnapshotPart(msg) {
+    if (!assembling || msg.part !== assembling.next) {
+      assembling = null;
+      abandonSnapshot();
+      if (state.ws) state.ws.close(4000, 'snapshot part out of order');
+      return;
+    }
+    assembling.snap.add(msg.heroes || []);
+    assembling.next++;
+    if (assembling.next > assembling.parts) {
+      const { snap } = assembling;
+      assembling = null;
+      snap.finish();
+    }
+  }
+
+  // ---- heroes: from frames to the model ----
 
   // beginSnapshot applies what a snapshot frame holds besides its heroes,
   // and returns the snapshot to add them to. arrived is when the frame
