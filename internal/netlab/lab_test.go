@@ -1,6 +1,7 @@
 package netlab
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"os"
@@ -298,9 +299,23 @@ func TestSweep(t *testing.T) {
 	exe, _ := os.Executable()
 	cmd := exec.Command("ip", "netns", "exec", stale+"-alpha", exe)
 	cmd.Env = append(os.Environ(), helperEnv+"=stubborn")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Sweep once it runs inside the namespace (its first line says so);
+	// before that, on a busy machine, the namespace may hold no process.
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() {
+		t.Fatalf("the stubborn process said nothing: %v", lines.Err())
+	}
+	go func() {
+		for lines.Scan() {
+		}
+	}()
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
