@@ -165,7 +165,11 @@ func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <
 		case <-sub.Ready():
 			for _, p := range sub.Take() {
 				if p.Snapshot != nil {
-					if err := wc.writeSnapshot(ctx, p.Snapshot, p.Cluster); err != nil {
+					err := wc.writeSnapshot(ctx, p.Snapshot, p.Cluster, sub, readerDone)
+					if errors.Is(err, errConnEnding) {
+						break // the loop's select says why
+					}
+					if err != nil {
 						return wc.writeFailed(err)
 					}
 					continue
@@ -183,14 +187,21 @@ func (wc *wsConn) writeLoop(ctx context.Context, sub *Subscription, readerDone <
 	}
 }
 
+// errConnEnding cuts a snapshot short: the server shuts down, the page
+// went away or its subscription was dropped.
+var errConnEnding = errors.New("dispatch: connection ending")
+
 // writeSnapshot writes the snapshot frame, then the snapshot's parts, the
 // bytes shared with every subscriber starting from it, in its turn among
 // the connections writing snapshots (Config.SnapshotWriters): it keeps
 // the turn from part to part while each is taken quickly. Events
 // published meanwhile wait in the subscription, coalesced, and follow the
-// last part. It stops early, without an error, when ctx ends (the server
-// shuts down).
-func (wc *wsConn) writeSnapshot(ctx context.Context, snap *Snapshot, cs service.ClusterStatus) error {
+// last part. It stops early with errConnEnding when the connection is
+// ending (ctx, the reader or the subscription done), whether it waits for
+// a turn or is between parts. While it holds a turn a part must be taken
+// within turnWriteTimeout: a page that stopped reading is closed then,
+// instead of holding up every page behind it for Config.WriteTimeout.
+func (wc *wsConn) writeSnapshot(ctx context.Context, snap *Snapshot, cs service.ClusterStatus, sub *Subscription, readerDone <-chan struct{}) error {
 	b, err := encodeSnapshotHeader(snap, cs, wc.s.cfg.TombstoneTTL)
 	if err != nil {
 		return err
@@ -210,11 +221,25 @@ func (wc *wsConn) writeSnapshot(ctx context.Context, snap *Snapshot, cs service.
 			case wc.s.partTurns <- struct{}{}:
 				turn = true
 			case <-ctx.Done():
-				return nil
+				return errConnEnding
+			case <-readerDone:
+				return errConnEnding
+			case <-sub.Done():
+				return errConnEnding
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return errConnEnding
+			case <-readerDone:
+				return errConnEnding
+			case <-sub.Done():
+				return errConnEnding
+			default:
 			}
 		}
 		start := time.Now()
-		if err := wc.write(part); err != nil {
+		if err := wc.writeWithin(part, min(turnWriteTimeout, wc.s.cfg.WriteTimeout)); err != nil {
 			return err
 		}
 		if time.Since(start) > slowPart {
@@ -231,6 +256,12 @@ func (wc *wsConn) writeSnapshot(ctx context.Context, snap *Snapshot, cs service.
 // connection to keep its turn for the next part.
 const slowPart = 50 * time.Millisecond
 
+// turnWriteTimeout bounds the write of one snapshot part while its
+// connection holds a turn: a few hundred heroes that a page cannot take
+// in a second mean a page that stopped reading (asleep, offline), and the
+// pages waiting in line must not wait for it.
+const turnWriteTimeout = time.Second
+
 // write sends one text frame within Config.WriteTimeout; on timeout the
 // library closes the connection. This is what ends a connection whose
 // client stopped reading: the hub drops its subscription without waiting,
@@ -238,8 +269,11 @@ const slowPart = 50 * time.Millisecond
 // write as soon as the hub drops the subscriber would race with writes
 // that just completed and close healthy connections without a close
 // frame.)
-func (wc *wsConn) write(b []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), wc.s.cfg.WriteTimeout)
+func (wc *wsConn) write(b []byte) error { return wc.writeWithin(b, wc.s.cfg.WriteTimeout) }
+
+// writeWithin is write with a timeout of its own.
+func (wc *wsConn) writeWithin(b []byte, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return wc.conn.Write(ctx, websocket.MessageText, b)
 }

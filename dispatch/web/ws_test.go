@@ -769,3 +769,42 @@ func TestWSCrowdSharesOneRead(t *testing.T) {
 		t.Errorf("%d pages made %d reads of the replica, want 1", pages, reads)
 	}
 }
+
+// A page that goes away while it waits in line for a snapshot turn gives
+// up its place at once: its WebSocket slot and its subscription are free
+// before any turn is.
+func TestPageLeavingWhileWaitingForATurn(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *HubConfig) { c.SnapshotWriters, c.SnapshotPartHeroes = 1, 10 })
+	for i := range 50 {
+		e.backend.seed(t, fmt.Sprintf("Hero %02d", i))
+	}
+	e.srv.partTurns <- struct{}{} // the only turn, held by another page
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-e.srv.partTurns
+		}
+	}
+	defer release()
+
+	c := e.dial(context.Background(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	f, err := readFrame(ctx, c)
+	if err != nil || f.Type != "snapshot" {
+		t.Fatalf("first frame %q: %v", f.Type, err)
+	}
+	waitFor(t, 5*time.Second, "the page subscribed", func() bool { return e.hub.Subscribers() == 1 })
+	c.CloseNow()
+	waitFor(t, 5*time.Second, "the page's slot and subscription freed while the turn is still held", func() bool {
+		return e.hub.Subscribers() == 0 && e.srv.active.Load() == 0
+	})
+	release()
+
+	// The next page gets the whole snapshot.
+	c2 := e.dial(context.Background(), nil)
+	if got := nextFrame(t, c2, "snapshot"); len(got.Heroes) != 50 {
+		t.Fatalf("snapshot with %d heroes, want 50", len(got.Heroes))
+	}
+}

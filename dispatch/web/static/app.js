@@ -18,8 +18,8 @@
 // in sight, plus OVERSCAN above and below, with two spacer rows standing
 // for the others. A frame touching one hero touches at most one row, and a
 // snapshot of 10,000 heroes is indexed in slices of BUILD_STEP_MS and then
-// shown by building a window of rows; a big snapshot frame is parsed by a
-// worker (parse-worker.js) and comes back in pieces. window.__perf reports
+// shown by building a window of rows; it comes in parts of a few hundred
+// heroes, each parsed and handed over in a task of its own. window.__perf reports
 // how long applying each frame took (performance.now()) and how big it
 // was, window.__view what the table holds, for the browser test, and the
 // marks snapshot-frame and snapshot-shown (performance.mark) frame a
@@ -87,7 +87,7 @@
     frames: 0,            // frames applied
     lastApplyMs: 0,       // parse + apply of the latest frame other than the snapshot
     maxApplyMs: 0,        // the maximum of lastApplyMs since the last reset
-    snapshotApplyMs: 0,   // parse of the latest snapshot frame and hand-over to the model (for a big one, by the worker, to its last piece); indexing goes on after it
+    snapshotApplyMs: 0,   // parse of the latest snapshot's frames and hand-over to the model, summed over its parts; indexing goes on after it
     snapshotHeroes: 0,
     snapshotBytes: 0,
     snapshotAt: 0,        // performance.now() when the latest snapshot came
@@ -211,16 +211,11 @@
     });
   }
 
-  // receive handles a frame. Frames are handled in the order they came:
-  // one that comes while a big frame is parsed off the main thread waits
-  // for it (see parseOffThread).
+  // receive handles a frame, in the order frames came. A snapshot comes
+  // in parts of a few hundred heroes each (see onSnapshotFrame), so no
+  // frame holds the main thread for long.
   function receive(data) {
-    if (big.busy) {
-      big.queue.push(data);
-      return;
-    }
     if (isSnapshot(data)) mark('snapshot-frame');
-    if (isBig(data) && parseOffThread(data)) return;
     const t0 = performance.now();
     let msg;
     try {
@@ -233,106 +228,8 @@
     if (msg.type === 'delta') measureRender();
   }
 
-  // ---- big frames, parsed off the main thread ----
-  //
-  // Parsing a snapshot of 10,000 heroes (2.6 MB) holds the main thread for
-  // 30 to 90 ms. A snapshot frame from BIG_FRAME up is parsed by a worker
-  // (parse-worker.js), which sends it back in pieces of a few hundred
-  // heroes, each received in a task of its own, and given to the model as
-  // a snapshot in pieces. Without a worker (none, or it fails to load) the
-  // frame is parsed here.
-
-  const BIG_FRAME = 256 * 1024; // characters
-  const big = {
-    worker: null,
-    failed: false,  // no worker to be had: parse here
-    busy: false,    // a frame is being parsed; others wait in queue
-    seq: 0,         // the frame being parsed
-    data: '',
-    queue: [],
-    snap: null,     // the snapshot being received (see startSnapshot)
-    t0: 0,
-    bytes: 0,
-    heroes: 0,
-  };
-
   function isSnapshot(data) {
     return typeof data === 'string' && data.startsWith('{"type":"snapshot",'); // not a snapshot_part
-  }
-
-  function isBig(data) {
-    return data.length >= BIG_FRAME && isSnapshot(data);
-  }
-
-  function parseOffThread(data) {
-    if (big.failed || typeof Worker !== 'function') return false;
-    if (!big.worker) {
-      try {
-        big.worker = new Worker('/static/parse-worker.js');
-      } catch {
-        big.failed = true;
-        return false;
-      }
-      big.worker.onmessage = onParsed;
-      big.worker.onerror = (e) => {
-        e.preventDefault();
-        big.failed = true;
-        big.worker.terminate();
-        big.worker = null;
-        if (!big.busy) return;
-        if (!big.snap) {
-          release(big.data); // parse it here
-          return;
-        }
-        // Part of a snapshot came: drop it, and start again from a new
-        // snapshot, which is parsed here.
-        abandonSnapshot();
-        release();
-        if (state.ws) state.ws.close(1000, 'snapshot lost');
-      };
-    }
-    big.busy = true;
-    big.seq++;
-    big.data = data;
-    big.snap = null;
-    big.t0 = performance.now();
-    big.worker.postMessage({ seq: big.seq, data });
-    return true;
-  }
-
-  function onParsed(e) {
-    const m = e.data;
-    if (m.seq !== big.seq || !big.busy) return;
-    if (m.error !== undefined) {
-      release(); // not JSON: dropped, as any such frame is
-    } else if (m.frame) {
-      big.snap = beginSnapshot(m.frame, big.t0);
-      big.bytes = m.bytes;
-      big.heroes = m.heroes;
-    } else if (m.piece) {
-      big.snap.add(m.piece);
-    } else if (m.end) {
-      big.snap.finish();
-      perf.frames++;
-      perf.snapshots++;
-      perf.lastFrameType = 'snapshot';
-      perf.lastFrameBytes = perf.snapshotBytes = big.bytes;
-      perf.lastFrameHeroes = perf.snapshotHeroes = big.heroes;
-      perf.snapshotApplyMs = performance.now() - big.t0;
-      release();
-    }
-  }
-
-  // release ends the parse of a big frame and handles the frames that
-  // waited for it, and first the frame itself, if given.
-  function release(first) {
-    big.busy = false;
-    big.snap = null;
-    big.data = '';
-    const queue = big.queue;
-    big.queue = [];
-    if (first !== undefined) receive(first);
-    for (const data of queue) receive(data);
   }
 
   function scheduleReconnect(why) {
@@ -443,10 +340,10 @@
   // and returns the snapshot to add them to. arrived is when the frame
   // came (performance.now()), if not now.
   function beginSnapshot(msg, arrived = performance.now()) {
-    state.attempt = 0;
     if (msg.tombstone_ttl_ms > 0) state.tombstoneMs = msg.tombstone_ttl_ms;
     onCluster(msg.cluster || { cities: [], in_sync: false }, true);
     return startSnapshot((n) => {
+      state.attempt = 0; // reconnects back off again only once a snapshot is shown
       state.loaded = true;
       renderCounts();
       logEvent('connection', `connected: ${n} superhero${n === 1 ? '' : 'es'}`);
