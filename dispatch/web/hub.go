@@ -123,16 +123,7 @@ func (c *coalesced) add(hs []crdt.Hero) {
 	if c.index == nil {
 		c.index = make(map[uuid.UUID]int, len(hs))
 	}
-	for _, in := range hs {
-		if i, ok := c.index[in.ID]; ok {
-			if !supersedes(&c.heroes[i], &in) {
-				c.heroes[i] = in
-			}
-			continue
-		}
-		c.index[in.ID] = len(c.heroes)
-		c.heroes = append(c.heroes, in)
-	}
+	c.heroes = coalesce(c.heroes, c.index, hs)
 }
 
 // NewHub returns a hub. A nil logger discards logs.
@@ -434,30 +425,11 @@ func (s *Subscription) push(ev service.Event, enc *sharedFrame, cfg HubConfig) b
 	case ev.Kind == service.KindDelta && s.delta >= 0:
 		pending := &s.queue[s.delta]
 		pending.enc = nil
-		for _, in := range ev.Heroes {
-			if i, ok := s.index[in.ID]; ok {
-				if !supersedes(&pending.Heroes[i], &in) {
-					pending.Heroes[i] = in
-				}
-				continue
-			}
-			s.index[in.ID] = len(pending.Heroes)
-			pending.Heroes = append(pending.Heroes, in)
-		}
+		pending.Heroes = coalesce(pending.Heroes, s.index, ev.Heroes)
 	case ev.Kind == service.KindDelta:
 		s.delta = len(s.queue)
-		heroes := make([]crdt.Hero, 0, len(ev.Heroes))
 		s.index = make(map[uuid.UUID]int, len(ev.Heroes))
-		for _, in := range ev.Heroes {
-			if i, ok := s.index[in.ID]; ok {
-				if !supersedes(&heroes[i], &in) {
-					heroes[i] = in
-				}
-				continue
-			}
-			s.index[in.ID] = len(heroes)
-			heroes = append(heroes, in)
-		}
+		heroes := coalesce(make([]crdt.Hero, 0, len(ev.Heroes)), s.index, ev.Heroes)
 		s.queue = append(s.queue, Pending{Event: service.Event{Kind: service.KindDelta, Heroes: heroes}, enc: enc})
 	case ev.Kind == service.KindCluster && s.cluster >= 0:
 		s.queue[s.cluster] = Pending{Event: ev, enc: enc}
@@ -499,16 +471,7 @@ func (s *Subscription) prime(snap *Snapshot, since []crdt.Hero, cluster func() s
 		}
 		pending := &s.queue[s.delta]
 		pending.enc = nil
-		for _, in := range since {
-			if i, ok := s.index[in.ID]; ok {
-				if !supersedes(&pending.Heroes[i], &in) {
-					pending.Heroes[i] = in
-				}
-				continue
-			}
-			s.index[in.ID] = len(pending.Heroes)
-			pending.Heroes = append(pending.Heroes, in)
-		}
+		pending.Heroes = coalesce(pending.Heroes, s.index, since)
 	}
 	if s.delta >= 0 {
 		pending := s.queue[s.delta].Heroes
@@ -565,3 +528,20 @@ func (s *Subscription) shift(i int) {
 // supersedes reports whether entry a wins over b by the CRDT's own rule:
 // see crdt.Hero.Supersedes.
 func supersedes(a, b *crdt.Hero) bool { return a.Supersedes(b) }
+
+// coalesce adds the entries of in to heroes, one per id as index (id to
+// position in heroes) says, keeping for each id the entry that wins by
+// the merge rule, and returns the grown slice.
+func coalesce(heroes []crdt.Hero, index map[uuid.UUID]int, in []crdt.Hero) []crdt.Hero {
+	for _, h := range in {
+		if i, ok := index[h.ID]; ok {
+			if !supersedes(&heroes[i], &h) {
+				heroes[i] = h
+			}
+			continue
+		}
+		index[h.ID] = len(heroes)
+		heroes = append(heroes, h)
+	}
+	return heroes
+}
