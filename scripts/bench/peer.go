@@ -18,6 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/superhero-cluster/superhero/internal/localcluster"
@@ -184,7 +185,16 @@ func createBucket(ctx context.Context, c *natsCluster, st jetstream.StorageType)
 func (b *peerKV) ready(ctx context.Context) (string, error) {
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	if _, err := b.putEverywhere(rctx, "warmup", []byte("x")); err != nil {
+	// A follower that has not caught up yet has no responder for direct
+	// gets: that is "not yet", until the bound.
+	err := localcluster.Poll(rctx, 10*time.Millisecond, func() (bool, error) {
+		_, err := b.putEverywhere(rctx, "warmup", []byte("x"))
+		if errors.Is(err, nats.ErrNoResponders) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+	if err != nil {
 		return "", fmt.Errorf("replicas not serving reads: %w", err)
 	}
 	js, err := jetstream.New(b.c.conns[0])
