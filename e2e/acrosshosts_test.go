@@ -41,15 +41,7 @@ const labAPIToken = "lab-api-token-0123456789"
 
 func newLabCluster(t *testing.T) *labCluster {
 	t.Helper()
-	if binDir == "" {
-		t.Skip("end-to-end tests need the node binaries; not built in -short mode")
-	}
-	if err := netlab.Available("etcd"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and the network lab cannot run: %v", err)
-		}
-		t.Skip(err)
-	}
+	requireLab(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -393,4 +385,20 @@ func (lc *labCluster) countIn(p *netlab.Proc, substrings ...string) int {
 func (lc *labCluster) loggedIn(p *netlab.Proc, what string) bool {
 	b, err := os.ReadFile(p.LogFile())
 	return err == nil && strings.Contains(string(b), what)
+}
+
+// requireLab skips a test that needs the node binaries and the network
+// lab (root, ip, nft, etcd) where they are missing, and fails it when
+// CI=true, where they must be.
+func requireLab(t *testing.T) {
+	t.Helper()
+	if binDir == "" {
+		t.Skip("end-to-end tests need the node binaries; not built in -short mode")
+	}
+	if err := netlab.Available("etcd"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI=true and the network lab cannot run: %v", err)
+		}
+		t.Skip(err)
+	}
 }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/superhero-cluster/superhero/internal/netlab"
 )
 
 // TestChaosNet runs a short chaos soak in the network lab (scripts/chaos
@@ -23,15 +21,7 @@ import (
 // within the heal period, and the run must have held network faults (else
 // it proved nothing of -net).
 func TestChaosNet(t *testing.T) {
-	if binDir == "" {
-		t.Skip("end-to-end tests need the node binaries; not built in -short mode")
-	}
-	if err := netlab.Available("etcd"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true and the network lab cannot run: %v", err)
-		}
-		t.Skip(err)
-	}
+	requireLab(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
