@@ -19,6 +19,26 @@ const (
 	DispatchKind = "dispatch"
 )
 
+// The actors that run the replication engines. Replication messages
+// (messages.Replicate) go to them directly, by these fixed names on the
+// member that hosts the node's kind, rather than through the node's grain:
+// a push and its acknowledgement are the hottest messages in the cluster,
+// and the grain's extra mailbox hop cost every one of them a goroutine
+// switch. Each actor keeps its PID across supervisor restarts.
+const (
+	// DispatchSupervisor is dispatch's supervisor; DispatchReplicaActor,
+	// its child, holds dispatch's replica.
+	DispatchSupervisor   = "dispatch-supervisor"
+	DispatchReplicaActor = DispatchSupervisor + "/replica"
+)
+
+// CitySupervisor returns the actor name of the named city's supervisor.
+func CitySupervisor(city string) string { return CityKind(city) + "-supervisor" }
+
+// CityStateActor returns the actor name of the named city's state actor,
+// the child of its supervisor that holds the city's replica.
+func CityStateActor(city string) string { return CitySupervisor(city) + "/state" }
+
 // cityKindPrefix starts the kind of every city grain.
 const cityKindPrefix = "city-"
 

@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/superhero-cluster/superhero/internal/supervise"
+	"github.com/superhero-cluster/superhero/messages"
 )
 
 // Dispatch's supervision limits, as in the original: 3 restarts in 1 s.
@@ -18,7 +19,7 @@ const (
 
 // SupervisorName is the actor name of dispatch's supervisor; the replica
 // actor is its child "replica".
-const SupervisorName = "dispatch-supervisor"
+const SupervisorName = messages.DispatchSupervisor
 
 // SpawnReplica starts dispatch's replica actor under dispatch's supervisor
 // (one_for_one, 3 restarts in 1 s). The group's Down channel closes if the

@@ -119,6 +119,10 @@ func newBackendWith(t *testing.T, cities *fakeCities, su setup) (*backend.Backen
 	if err != nil {
 		t.Fatal(err)
 	}
+	if got, want := group.Child("replica").Id, messages.DispatchReplicaActor; got != want {
+		// Replication messages are addressed to this name (wire.EngineActor).
+		t.Fatalf("replica actor is %q, want %q", got, want)
+	}
 	deliver := replica.Deliver
 	net.deliver.Store(&deliver)
 	t.Cleanup(group.Stop)

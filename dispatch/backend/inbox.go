@@ -10,10 +10,13 @@ import (
 	"github.com/superhero-cluster/superhero/messages"
 )
 
-// InboxKind returns the cluster kind through which the cities' replication
-// engines reach dispatch's: a thin grain that hands every Replicate
-// message to the replica actor, which merges pushes (and so feeds the
-// pages at once) and takes the answers to its own exchanges.
+// InboxKind returns dispatch's cluster kind. While a member hosts it the
+// cities count dispatch as up and push their writes to it. The cities'
+// engines send their messages straight to the replica actor
+// (messages.DispatchReplicaActor, see wire.EngineActor), which merges
+// pushes (and so feeds the pages at once) and takes the answers to its own
+// exchanges; the kind's thin grain hands on any Replicate message that is
+// addressed to the grain instead.
 func InboxKind(replica func() *Replica, log *slog.Logger) *cluster.Kind {
 	log = log.With("actor", "inbox")
 	return cluster.NewKind(messages.DispatchKind, actor.PropsFromFunc(func(ctx actor.Context) {

@@ -22,6 +22,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,12 +55,13 @@ type childSpec struct {
 
 // childCmd is one command sent by the parent.
 type childCmd struct {
-	Op       string `json:"op"` // topology | request | send | resolve | raw | goroutines | stop
+	Op       string `json:"op"` // topology | request | send | send_to_actor | received | resolve | raw | goroutines | stop
 	Identity string `json:"identity,omitempty"`
 	Kind     string `json:"kind,omitempty"`
 	TimeoutM int    `json:"timeout_ms,omitempty"`
 	// raw: send straight to PID (Address, PIDID), bypassing the cluster
-	// layer; Msg is "activation" or "get_state".
+	// layer; Msg is "activation" or "get_state". send_to_actor: PIDID is
+	// the actor name on the member hosting (Identity, Kind).
 	Address string `json:"address,omitempty"`
 	PIDID   string `json:"pid_id,omitempty"`
 	Msg     string `json:"msg,omitempty"`
@@ -85,7 +87,13 @@ type childResp struct {
 	// connections (re)dialling (addrConn.resetTransport).
 	Goroutines int `json:"goroutines,omitempty"`
 	Redialers  int `json:"redialers,omitempty"`
+	// received: how many messages this member's probeActor took.
+	Received int64 `json:"received,omitempty"`
 }
+
+// probeActor is the name of an actor every child runs beside its grain; it
+// counts the messages it takes (op received).
+const probeActor = "probe"
 
 var sentinels = map[string]error{
 	"invalid_config":   ErrInvalidConfig,
@@ -157,6 +165,15 @@ func childMain(specJSON string) int {
 		_ = enc.Encode(errResp(err, start))
 		return 3
 	}
+	var received atomic.Int64
+	if _, err := n.ActorSystem().Root.SpawnNamed(actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*messages.MergeDelta); ok {
+			received.Add(1)
+		}
+	}), probeActor); err != nil {
+		_ = enc.Encode(errResp(err, start))
+		return 3
+	}
 	_ = enc.Encode(childResp{Ready: true, Address: n.Address(), MemberID: n.MemberID(), ClusterName: n.ClusterName()})
 
 	sc := bufio.NewScanner(cmdIn)
@@ -164,6 +181,10 @@ func childMain(specJSON string) int {
 		var c childCmd
 		if err := json.Unmarshal(sc.Bytes(), &c); err != nil {
 			_ = enc.Encode(childResp{Err: "bad command: " + err.Error()})
+			continue
+		}
+		if c.Op == "received" {
+			_ = enc.Encode(childResp{Received: received.Load()})
 			continue
 		}
 		_ = enc.Encode(childDo(n, c))
@@ -195,6 +216,8 @@ func childDo(n *Node, c childCmd) childResp {
 		return r
 	case "send":
 		return errResp(n.Send(context.Background(), c.Identity, c.Kind, &messages.MergeDelta{From: n.Name()}, timeout), start)
+	case "send_to_actor":
+		return errResp(n.SendToActor(c.Identity, c.Kind, c.PIDID, &messages.MergeDelta{From: n.Name()}), start)
 	case "wrong_type":
 		_, err := RequestAs[*messages.BombAck](context.Background(), n, c.Identity, c.Kind, &messages.GetState{}, timeout)
 		return errResp(err, start)

@@ -168,6 +168,18 @@ func TestCluster(t *testing.T) {
 		if r := dispatch.do(childCmd{Op: "send", Identity: "gotham", Kind: kindGotham, TimeoutM: 1000}); r.Err != "" {
 			t.Fatalf("one-way send: %s", r.Err)
 		}
+		// Straight to a named actor beside the grain, without the grain.
+		if r := dispatch.do(childCmd{Op: "send_to_actor", Identity: "gotham", Kind: kindGotham, PIDID: probeActor, TimeoutM: 1000}); r.Err != "" {
+			t.Fatalf("send to actor: %s", r.Err)
+		}
+		AwaitCondition(t, 5*time.Second, func() bool { return gotham.do(childCmd{Op: "received"}).Received == 1 },
+			"gotham's probe actor takes the message")
+		if got := metropolis.do(childCmd{Op: "received"}).Received; got != 0 {
+			t.Fatalf("metropolis's probe actor took %d messages meant for gotham's", got)
+		}
+		if r := dispatch.do(childCmd{Op: "send_to_actor", Identity: "capitol", Kind: messages.CityKind("capitol"), PIDID: probeActor, TimeoutM: 1000}); !r.is("kind_unavailable") {
+			t.Fatalf("send to an actor of a kind no member hosts: %+v, want kind_unavailable", r)
+		}
 		if r := dispatch.do(childCmd{Op: "wrong_type", Identity: "gotham", Kind: kindGotham, TimeoutM: 1000}); !r.is("unexpected_reply") {
 			t.Fatalf("typed request with wrong reply type: %+v, want unexpected_reply", r)
 		}

@@ -138,6 +138,42 @@ func (n *Node) Send(ctx context.Context, identity, kind string, msg proto.Messag
 	}
 }
 
+// SendToActor delivers msg one-way to the actor named actorName on the
+// member that hosts identity of kind, without going through (or
+// activating) the grain: for actors with a fixed name that live beside a
+// node's grain, such as the replication engines' actors. It returns
+// ErrKindUnavailable at once when no member hosts kind, and otherwise once
+// the message is handed to the transport (a nil error says no more).
+//
+// Unlike Send it runs the library's send on the caller's goroutine, which
+// saves two goroutine switches per message but may block: while the
+// connection to the member is first made, and while the member's
+// flow-control window is full (a frozen member). A caller sends from a
+// goroutine of its own per member, as wire.Outbox does.
+func (n *Node) SendToActor(identity, kind, actorName string, msg proto.Message) (err error) {
+	if err := n.checkRequest(identity, kind, msg); err != nil {
+		return err
+	}
+	if actorName == "" {
+		return fmt.Errorf("%w: empty actor name", ErrInvalidRequest)
+	}
+	if !n.topo.hasKind(kind) {
+		return fmt.Errorf("%w: %q", ErrKindUnavailable, kind)
+	}
+	owner := n.topo.owner(identity, kind)
+	if owner == "" {
+		return fmt.Errorf("%w: no owner for %s %q", ErrNotRoutable, kind, identity)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			n.log.Warn("library panicked during send", slog.Any("panic", r))
+			err = fmt.Errorf("%w: library panic: %v", ErrStopped, r)
+		}
+	}()
+	n.system.Root.Send(actor.NewPID(owner, actorName), msg)
+	return nil
+}
+
 func (n *Node) checkRequest(identity, kind string, msg proto.Message) error {
 	switch {
 	case n.isStopped():

@@ -3,7 +3,6 @@ package wire
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -19,6 +18,17 @@ func Address(name string) (identity, kind string) {
 		return messages.DispatchName, messages.DispatchKind
 	}
 	return name, messages.CityKind(name)
+}
+
+// EngineActor returns the name of the actor that runs the named node's
+// replication engine, on the member that hosts the node's kind
+// (Address): dispatch's replica actor or the city's state actor.
+// Replication messages go to it directly, not through the node's grain.
+func EngineActor(name string) string {
+	if name == messages.DispatchName {
+		return messages.DispatchReplicaActor
+	}
+	return messages.CityStateActor(name)
 }
 
 // PeersFromKinds returns the nodes, other than self, that host one of the
@@ -47,13 +57,9 @@ type NodeTransport struct {
 // NewNodeTransport returns a transport for n; Close stops it. Its outbox
 // counts drops into counters (nil: its own).
 func NewNodeTransport(n *node.Node, log *slog.Logger, counters *Counters) *NodeTransport {
-	send := func(ctx context.Context, to string, msg proto.Message) error {
+	send := func(_ context.Context, to string, msg proto.Message) error {
 		identity, kind := Address(to)
-		timeout := time.Second
-		if dl, ok := ctx.Deadline(); ok {
-			timeout = time.Until(dl)
-		}
-		return n.Send(ctx, identity, kind, msg, timeout)
+		return n.SendToActor(identity, kind, EngineActor(to), msg)
 	}
 	return &NodeTransport{node: n, outbox: NewOutbox(OutboxConfig{Send: send, Logger: log, Counters: counters})}
 }

@@ -60,7 +60,10 @@ func Decode(p *messages.Replicate, self string) (replication.Message, error) {
 	return m, nil
 }
 
-// Sender delivers one message one-way to the named node, within ctx.
+// Sender delivers one message one-way to the named node, within ctx. A
+// Sender may block past ctx (the node's transport does while it connects
+// to a peer, or while a frozen peer's flow-control window is full): that
+// holds up only the peer's own queue.
 type Sender func(ctx context.Context, to string, msg proto.Message) error
 
 // Counters are an outbox's cumulative counters.
@@ -206,12 +209,20 @@ func (o *Outbox) dropped(to string, kind replication.MsgKind, err error) {
 	o.cfg.Logger.Debug("message dropped", "to", to, "kind", kind, "err", err)
 }
 
-// Close stops the outbox's goroutines and waits for them; queued messages
-// are dropped.
+// Close stops the outbox's goroutines and waits for them, at most twice
+// the send Timeout; queued messages are dropped. A goroutine still blocked
+// in its Sender then (see Sender) ends when that send returns, at the
+// latest when the node's transport stops.
 func (o *Outbox) Close() {
 	o.mu.Lock()
 	o.closed = true
 	o.mu.Unlock()
 	o.cancel()
-	o.wg.Wait()
+	done := make(chan struct{})
+	go func() { o.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * o.cfg.Timeout):
+		o.cfg.Logger.Warn("outbox closed with a send still blocked in the transport", "waited", 2*o.cfg.Timeout)
+	}
 }

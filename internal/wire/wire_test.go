@@ -125,3 +125,31 @@ func TestOutboxKeepsOrderPerPeerAndDropsWhenFull(t *testing.T) {
 		t.Fatal("Send after Close reported no payload")
 	}
 }
+
+func TestOutboxCloseIsBoundedByABlockedSend(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	o := NewOutbox(OutboxConfig{Timeout: 50 * time.Millisecond, Send: func(context.Context, string, proto.Message) error {
+		entered <- struct{}{}
+		<-release // a transport that ignores ctx, as the node's may
+		return nil
+	}})
+	o.Send(replication.Message{Kind: replication.MsgSync, From: "dispatch", To: "capitol", Exchange: 1})
+	<-entered
+	done := make(chan struct{})
+	go func() { o.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waited for a send blocked in the transport")
+	}
+	close(release)
+	// The blocked goroutine ends once its send returns.
+	stopped := make(chan struct{})
+	go func() { o.wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the outbox's goroutine did not end after its send returned")
+	}
+}

@@ -284,16 +284,18 @@ func (c *City) Stop() { c.group.Stop() }
 
 // SupervisorName is the city supervisor's actor name; the state actor is
 // its child "state".
-func SupervisorName(city string) string { return messages.CityKind(city) + "-supervisor" }
+func SupervisorName(city string) string { return messages.CitySupervisor(city) }
 
 // GrainKind returns the cluster kind for the named city,
 // messages.CityKind(city): a thin grain that forwards every request to the
 // city's state actor on the same node, keeping the sender so the state
-// actor answers the caller directly. The state actor has a fixed name, so
+// actor answers the caller directly. Replication messages skip the grain:
+// peers' engines send them to the state actor by its name
+// (messages.CityStateActor, see wire.EngineActor). The state actor has a fixed name, so
 // the kind can be registered before the city is spawned; a request that
 // arrives in between is dead-lettered and retried by the caller.
 func GrainKind(city string) *cluster.Kind {
-	stateID := SupervisorName(city) + "/state"
+	stateID := messages.CityStateActor(city)
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		switch ctx.Message().(type) {
 		case *messages.Replicate, *messages.GetState, *messages.GetDigest, *messages.GetHero, *messages.GetStats,

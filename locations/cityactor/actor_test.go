@@ -84,6 +84,10 @@ func TestCityMergesAndAssigns(t *testing.T) {
 	if ack := testkit.ExpectMessageOf[*messages.MergeAck](t, p, wait); ack.Changed != 1 {
 		t.Fatalf("changed = %d, want 1", ack.Changed)
 	}
+	if got, want := c.State().Id, messages.CityStateActor("gotham"); got != want {
+		// Replication messages are addressed to this name (wire.EngineActor).
+		t.Fatalf("state actor is %q, want %q", got, want)
+	}
 	if st := state(t, p, c.State()); st.Heroes != 1 || st.City != "gotham" || st.Incarnation != 1 {
 		t.Fatalf("state = %+v", st)
 	}
