@@ -16,10 +16,17 @@ import (
 	"github.com/superhero-cluster/superhero/internal/proc"
 )
 
-// loadClients is how many keep-alive clients every load uses: the
+// loadClients is how many keep-alive clients a load uses by default: the
 // throughput row, the HTTP floor and the background of the loaded
 // write_to_all.
 const loadClients = 16
+
+// saturatingClients is the throughput rows' second load: enough clients
+// that a write concern's group commit has writes to group. With
+// loadClients, a write that waits for a city's acknowledgement holds its
+// client for that round trip too, so the rate is bounded by the clients'
+// count over the latency (Little's law) before the CPU is.
+const saturatingClients = 64
 
 // floorBinary is the bare Echo server of the HTTP floor, built with the
 // node binaries (scripts/bench/floor).
@@ -40,13 +47,13 @@ func (l loadResult) perSecond() float64 {
 	return float64(len(l.ids)) / l.elapsed.Seconds()
 }
 
-// runLoad runs loadClients clients creating heroes through api until dur
+// runLoad runs clients clients creating heroes through api until dur
 // has passed or ctx ends. With rate > 0 the clients together start at most
 // rate creates a second, each on its own schedule (client w's i-th create
 // at (i*clients+w)/rate after the start; one that falls behind catches up
 // without waiting); with rate 0 each client goes as fast as its answers
 // come. Progress is logged every 2 s.
-func runLoad(ctx context.Context, log *slog.Logger, api *localcluster.API, dur time.Duration, rate float64) loadResult {
+func runLoad(ctx context.Context, log *slog.Logger, api *localcluster.API, clients int, dur time.Duration, rate float64) loadResult {
 	var (
 		mu    sync.Mutex
 		res   loadResult
@@ -55,14 +62,14 @@ func runLoad(ctx context.Context, log *slog.Logger, api *localcluster.API, dur t
 	)
 	start := time.Now()
 	stop := start.Add(dur)
-	for w := range loadClients {
+	for w := range clients {
 		wg.Go(func() {
 			var mine []string
 			var times []time.Duration
 			bad := 0
 			for i := 0; ctx.Err() == nil; i++ {
 				if rate > 0 {
-					at := start.Add(time.Duration(float64(i*loadClients+w) / rate * float64(time.Second)))
+					at := start.Add(time.Duration(float64(i*clients+w) / rate * float64(time.Second)))
 					if !at.Before(stop) || sleepUntil(ctx, at) != nil {
 						break
 					}
@@ -96,7 +103,7 @@ func runLoad(ctx context.Context, log *slog.Logger, api *localcluster.API, dur t
 			return res
 		case now := <-tick.C:
 			n := acked.Load()
-			log.Info("load running", "acked", n, "per_s", int(float64(n-lastN)/now.Sub(last).Seconds()))
+			log.Info("load running", "clients", clients, "acked", n, "per_s", int(float64(n-lastN)/now.Sub(last).Seconds()))
 			last, lastN = now, n
 		}
 	}
@@ -146,7 +153,7 @@ func (e *env) measureFloor(ctx context.Context, r *row) error {
 	if err != nil {
 		return err
 	}
-	res := runLoad(ctx, log, api, e.pickDur(10*time.Second, 2*time.Second), 0)
+	res := runLoad(ctx, log, api, loadClients, e.pickDur(10*time.Second, 2*time.Second), 0)
 	cpu1, err := cpuSeconds(p.Pid())
 	if err != nil {
 		return err
@@ -186,7 +193,7 @@ func writeToAllLoaded(ctx context.Context, e *env) []row {
 		r.Targets = []target{atMost("p50_ms", 5), atMost("p99_ms", 25)}
 		full := e.rate
 		if full == 0 {
-			full = runLoad(ctx, c.log, c.API(), e.pickDur(3*time.Second, time.Second), 0).perSecond()
+			full = runLoad(ctx, c.log, c.API(), loadClients, e.pickDur(3*time.Second, time.Second), 0).perSecond()
 			r.note("background rate from a load of its own (throughput not in this run)")
 		}
 		if full == 0 {
@@ -195,7 +202,7 @@ func writeToAllLoaded(ctx context.Context, e *env) []row {
 		lctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		bg := make(chan loadResult, 1)
-		go func() { bg <- runLoad(lctx, c.log, c.API(), time.Hour, full/2) }()
+		go func() { bg <- runLoad(lctx, c.log, c.API(), loadClients, time.Hour, full/2) }()
 		if err := sleepUntil(ctx, time.Now().Add(500*time.Millisecond)); err != nil {
 			return err
 		}

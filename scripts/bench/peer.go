@@ -28,7 +28,6 @@ const (
 	peerServers = 3
 	peerBucket  = "bench"
 	peerValue   = 200 // bytes per value
-	peerClients = 16  // as throughput's
 )
 
 // peerStorages are the bucket storages measured, one row each.
@@ -326,101 +325,39 @@ func (b *peerKV) watchEverywhere(ctx context.Context, n int, value []byte) ([]ti
 	return lat, nil
 }
 
-// throughput: acknowledged puts per second from 16 clients, each its own
-// connection, spread over the servers, for as long as our throughput row
-// runs; server CPU per write; then every acknowledged key must be in every
-// replica.
+// throughput: acknowledged puts per second from 16 clients, then from 64
+// (as our throughput row), each its own connection, spread over the
+// servers; server CPU per write; then every acknowledged key must be in
+// every replica.
 func (b *peerKV) throughput(ctx context.Context, e *env, value []byte, r *row) error {
 	dur := e.pickDur(10*time.Second, 2*time.Second)
-	kvs := make([]jetstream.KeyValue, peerClients)
-	for w := range kvs {
-		nc, err := b.c.dial(ctx, w%len(b.c.conns))
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return err
-		}
-		if kvs[w], err = js.KeyValue(ctx, peerBucket); err != nil {
-			return err
-		}
-	}
 	var (
-		mu     sync.Mutex
 		keys   []string
-		lat    []time.Duration
-		failed int
 		maxRev uint64
-		acked  atomic.Int64
-		wg     sync.WaitGroup
 	)
-	cpu0, err := procsCPU(b.c.pids())
-	if err != nil {
-		return err
-	}
-	bench0, _ := cpuSeconds(os.Getpid())
-	start := time.Now()
-	stop := start.Add(dur)
-	for w, kv := range kvs {
-		wg.Go(func() {
-			var mine []string
-			var times []time.Duration
-			var top uint64
-			bad := 0
-			for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
-				key := fmt.Sprintf("l.%d.%d", w, i)
-				t := time.Now()
-				rev, err := kv.Put(ctx, key, value)
-				if err != nil {
-					if ctx.Err() == nil {
-						bad++ // not one cut short by the end of the run, as runLoad counts
-					}
-					continue
-				}
-				mine, times, top = append(mine, key), append(times, time.Since(t)), max(top, rev)
-				acked.Add(1)
-			}
-			mu.Lock()
-			keys, lat, failed, maxRev = append(keys, mine...), append(lat, times...), failed+bad, max(maxRev, top)
-			mu.Unlock()
-		})
-	}
-	for last, lastN := start, int64(0); time.Now().Before(stop) && ctx.Err() == nil; {
-		if err := sleepUntil(ctx, time.Now().Add(100*time.Millisecond)); err != nil {
-			break
+	for _, clients := range []int{loadClients, saturatingClients} {
+		l, err := b.load(ctx, clients, dur, value)
+		if err != nil {
+			return err
 		}
-		if since := time.Since(last); since >= 2*time.Second {
-			n := acked.Load()
-			b.c.log.Info("load running", "acked", n, "per_s", int(float64(n-lastN)/since.Seconds()))
-			last, lastN = time.Now(), n
+		keys, maxRev = append(keys, l.keys...), max(maxRev, l.maxRev)
+		sfx := suffix(clients)
+		r.set("per_s"+sfx, float64(len(l.keys))/l.elapsed.Seconds())
+		s := summarize(l.lat)
+		r.set("load_p50_ms"+sfx, ms(s.P50))
+		r.set("load_p99_ms"+sfx, ms(s.P99))
+		r.set("errors"+sfx, float64(l.failed))
+		r.set("cores_servers"+sfx, l.servers/l.elapsed.Seconds())
+		r.set("cores_bench"+sfx, l.bench/l.elapsed.Seconds())
+		if len(l.keys) > 0 {
+			r.set("cpu_us_per_write"+sfx, l.servers*1e6/float64(len(l.keys))) // as throughput's
 		}
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	cpu1, err := procsCPU(b.c.pids())
-	if err != nil {
-		return err
-	}
-	bench1, _ := cpuSeconds(os.Getpid())
-	r.set("per_s", float64(len(keys))/elapsed.Seconds())
-	s := summarize(lat)
-	r.set("load_p50_ms", ms(s.P50))
-	r.set("load_p99_ms", ms(s.P99))
-	r.set("errors", float64(failed))
-	r.set("cores_servers", (cpu1-cpu0)/elapsed.Seconds())
-	r.set("cores_bench", (bench1-bench0)/elapsed.Seconds())
-	if len(keys) > 0 {
-		r.set("cpu_us_per_write", (cpu1-cpu0)*1e6/float64(len(keys))) // as throughput's
-	}
-	b.c.log.Info("load done", "acked", len(keys), "per_s", int(float64(len(keys))/elapsed.Seconds()), "errors", failed)
-
 	// Bounded wait until every replica holds the last acknowledged
 	// sequence, then read each replica whole and look for every key.
 	waited := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, e.pickDur(20*time.Second, 10*time.Second))
-	err = localcluster.Poll(cctx, 100*time.Millisecond, func() (bool, error) {
+	err := localcluster.Poll(cctx, 100*time.Millisecond, func() (bool, error) {
 		for _, nc := range b.c.conns {
 			if ok, err := hasSeq(cctx, nc, b.stream, maxRev); !ok || err != nil {
 				return false, nil
@@ -448,8 +385,95 @@ func (b *peerKV) throughput(ctx context.Context, e *env, value []byte, r *row) e
 		}
 	}
 	r.set("lost", float64(len(missing)))
-	r.note("per_s/lost: %d clients' acknowledged puts for %v, each key then looked for in every replica", peerClients, dur)
+	r.note("per_s/lost: %d clients' acknowledged puts for %v, then %d clients' (metrics ending _%d), each key then looked for in every replica", loadClients, dur, saturatingClients, saturatingClients)
 	return nil
+}
+
+// peerLoad is what one load of puts did.
+type peerLoad struct {
+	keys           []string // acknowledged puts
+	lat            []time.Duration
+	failed         int
+	maxRev         uint64 // the highest acknowledged revision
+	elapsed        time.Duration
+	servers, bench float64 // CPU seconds used meanwhile
+}
+
+// load runs clients clients putting keys for dur, each on its own
+// connection, spread over the servers.
+func (b *peerKV) load(ctx context.Context, clients int, dur time.Duration, value []byte) (peerLoad, error) {
+	var l peerLoad
+	kvs := make([]jetstream.KeyValue, clients)
+	for w := range kvs {
+		nc, err := b.c.dial(ctx, w%len(b.c.conns))
+		if err != nil {
+			return l, err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return l, err
+		}
+		if kvs[w], err = js.KeyValue(ctx, peerBucket); err != nil {
+			return l, err
+		}
+	}
+	var (
+		mu    sync.Mutex
+		acked atomic.Int64
+		wg    sync.WaitGroup
+	)
+	cpu0, err := procsCPU(b.c.pids())
+	if err != nil {
+		return l, err
+	}
+	bench0, _ := cpuSeconds(os.Getpid())
+	start := time.Now()
+	stop := start.Add(dur)
+	for w, kv := range kvs {
+		wg.Go(func() {
+			var mine []string
+			var times []time.Duration
+			var top uint64
+			bad := 0
+			for i := 0; time.Now().Before(stop) && ctx.Err() == nil; i++ {
+				key := fmt.Sprintf("l%d.%d.%d", clients, w, i)
+				t := time.Now()
+				rev, err := kv.Put(ctx, key, value)
+				if err != nil {
+					if ctx.Err() == nil {
+						bad++ // not one cut short by the end of the run, as runLoad counts
+					}
+					continue
+				}
+				mine, times, top = append(mine, key), append(times, time.Since(t)), max(top, rev)
+				acked.Add(1)
+			}
+			mu.Lock()
+			l.keys, l.lat, l.failed, l.maxRev = append(l.keys, mine...), append(l.lat, times...), l.failed+bad, max(l.maxRev, top)
+			mu.Unlock()
+		})
+	}
+	for last, lastN := start, int64(0); time.Now().Before(stop) && ctx.Err() == nil; {
+		if err := sleepUntil(ctx, time.Now().Add(100*time.Millisecond)); err != nil {
+			break
+		}
+		if since := time.Since(last); since >= 2*time.Second {
+			n := acked.Load()
+			b.c.log.Info("load running", "clients", clients, "acked", n, "per_s", int(float64(n-lastN)/since.Seconds()))
+			last, lastN = time.Now(), n
+		}
+	}
+	wg.Wait()
+	l.elapsed = time.Since(start)
+	cpu1, err := procsCPU(b.c.pids())
+	if err != nil {
+		return l, err
+	}
+	bench1, _ := cpuSeconds(os.Getpid())
+	l.servers, l.bench = cpu1-cpu0, bench1-bench0
+	b.c.log.Info("load done", "clients", clients, "acked", len(l.keys), "per_s", int(float64(len(l.keys))/l.elapsed.Seconds()), "errors", l.failed)
+	return l, nil
 }
 
 // procsCPU returns the CPU seconds the processes have used together.
@@ -478,13 +502,16 @@ func metricOf(name string) func(*row) (float64, bool) {
 }
 
 // perCore is acknowledged writes per second of one server core: the
-// inverse of the server CPU per write.
-func perCore(r *row) (float64, bool) {
-	us, ok := r.get("cpu_us_per_write")
-	if !ok || us <= 0 {
-		return 0, false
+// inverse of the server CPU per write, of the load whose metrics end in
+// sfx.
+func perCore(sfx string) func(*row) (float64, bool) {
+	return func(r *row) (float64, bool) {
+		us, ok := r.get("cpu_us_per_write" + sfx)
+		if !ok || us <= 0 {
+			return 0, false
+		}
+		return 1e6 / us, true
 	}
-	return 1e6 / us, true
 }
 
 var comparisons = []comparison{
@@ -492,8 +519,11 @@ var comparisons = []comparison{
 	{"write → every node p50 ms, read every 1 ms", "write_to_all", "p50_ms", metricOf("p50_ms")},
 	{"write → every node p99 ms, read every 1 ms", "write_to_all", "p99_ms", metricOf("p99_ms")},
 	{"acknowledged writes/s, 16 clients", "throughput", "per_s", metricOf("per_s")},
-	{"acknowledged writes/s per server core", "throughput", "per_s_per_core", perCore},
-	{"server CPU µs per acknowledged write", "throughput", "cpu_us_per_write", metricOf("cpu_us_per_write")},
+	{"acknowledged writes/s per server core, 16 clients", "throughput", "per_s_per_core", perCore("")},
+	{"server CPU µs per acknowledged write, 16 clients", "throughput", "cpu_us_per_write", metricOf("cpu_us_per_write")},
+	{"acknowledged writes/s, 64 clients", "throughput", "per_s_64", metricOf("per_s_64")},
+	{"acknowledged writes/s per server core, 64 clients", "throughput", "per_s_per_core_64", perCore("_64")},
+	{"server CPU µs per acknowledged write, 64 clients", "throughput", "cpu_us_per_write_64", metricOf("cpu_us_per_write_64")},
 }
 
 // peerRatios returns, for every peer row without an error, a row of the

@@ -63,12 +63,16 @@ func TestScanStep(t *testing.T) {
 
 func TestPerCore(t *testing.T) {
 	var r row
-	if _, ok := perCore(&r); ok {
+	if _, ok := perCore("")(&r); ok {
 		t.Fatal("writes per core without CPU figures")
 	}
 	r.set("cpu_us_per_write", 200)
-	if v, ok := perCore(&r); !ok || v != 5000 {
+	r.set("cpu_us_per_write_64", 250)
+	if v, ok := perCore("")(&r); !ok || v != 5000 {
 		t.Fatalf("perCore = %v, %v; want 5000", v, ok)
+	}
+	if v, ok := perCore("_64")(&r); !ok || v != 4000 {
+		t.Fatalf("perCore(_64) = %v, %v; want 4000", v, ok)
 	}
 }
 
@@ -87,9 +91,9 @@ func comparedRows() []row {
 	return []row{
 		mk("write_to_all", "default", "api_p50_ms", 0.5, "p50_ms", 3.0, "p99_ms", 6.0),
 		mk("write_to_all", "original", "api_p50_ms", 90.0, "p50_ms", 900.0, "p99_ms", 990.0),
-		mk("throughput", "default", "per_s", 7000.0, "cpu_us_per_write", 200.0),
+		mk("throughput", "default", "per_s", 7000.0, "cpu_us_per_write", 200.0, "per_s_64", 8000.0, "cpu_us_per_write_64", 160.0),
 		mk("throughput", "quorum-0", "per_s", 9000.0, "cpu_us_per_write", 100.0),
-		mk("peer", "nats-kv-file", "api_p50_ms", 1.0, "p50_ms", 1.5, "p99_ms", 2.0, "per_s", 7000.0, "cpu_us_per_write", 250.0),
+		mk("peer", "nats-kv-file", "api_p50_ms", 1.0, "p50_ms", 1.5, "p99_ms", 2.0, "per_s", 7000.0, "cpu_us_per_write", 250.0, "per_s_64", 10000.0, "cpu_us_per_write_64", 200.0),
 		failed,
 		{Scenario: "peer", Protocol: "skipped", Note: "SKIPPED: no nats-server"},
 	}
@@ -103,6 +107,7 @@ func TestPeerRatios(t *testing.T) {
 	want := map[string]float64{
 		"ratio_api_p50_ms": 0.5, "ratio_p50_ms": 2, "ratio_p99_ms": 3,
 		"ratio_per_s": 1, "ratio_per_s_per_core": 1.25, "ratio_cpu_us_per_write": 0.8,
+		"ratio_per_s_64": 0.8, "ratio_per_s_per_core_64": 1.25, "ratio_cpu_us_per_write_64": 0.8,
 	}
 	for name, w := range want {
 		if v, ok := got[0].get(name); !ok || math.Abs(v-w) > 1e-9 {
