@@ -53,16 +53,28 @@ type Config struct {
 	// StatusInterval is how often city status is probed for the pages.
 	// Default 200 ms.
 	StatusInterval time.Duration
-	// StatusTimeout bounds one city's status request. Default 200 ms.
+	// StatusTimeout bounds one city's status request while every city
+	// answers in time (see StatusPatience). Default 200 ms.
 	StatusTimeout time.Duration
 	// StatusMisses is how many status requests in a row a city must leave
-	// unanswered within StatusTimeout before it is shown down. One late
+	// unanswered within their deadline before it is shown down. One late
 	// answer from a city starved of CPU for a moment (a crowd of pages
 	// loading on the same machine) is not a dead city; a request that
 	// fails outright (the node is gone) shows it down at once. A killed
-	// city is shown down within StatusMisses × (StatusInterval +
-	// StatusTimeout). Default 2.
+	// city is shown down within StatusMisses × StatusInterval plus the
+	// growing deadlines of StatusPatience. Default 2.
 	StatusMisses int
+	// StatusPatience is how many times longer than StatusTimeout a status
+	// request may wait at most. As memberlist's Lifeguard scales its probe
+	// timeout by its own health, dispatch treats a city that was up and
+	// missed its deadline as a hint that dispatch itself may be the slow
+	// one (busy writing snapshots to a crowd of pages on the same cores):
+	// the next round waits one StatusTimeout longer, up to StatusPatience
+	// × StatusTimeout, and each round in which every city answers in time
+	// takes one back. A dead city still misses every deadline, so it is
+	// shown down after StatusMisses rounds, about StatusTimeout later per
+	// round than with fixed deadlines. Default 3; 1 keeps deadlines fixed.
+	StatusPatience int
 	// Seed seeds random choices (which city to bomb).
 	Seed uint64
 	// Logger receives log lines. Default slog.Default().
@@ -81,6 +93,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StatusMisses <= 0 {
 		c.StatusMisses = 2
+	}
+	if c.StatusPatience <= 0 {
+		c.StatusPatience = 3
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -103,7 +118,10 @@ type Backend struct {
 
 	reach  reachability
 	status statusTracker
-	last   atomic.Pointer[service.ClusterStatus]
+	// patience is the current status deadline, in StatusTimeouts (1 to
+	// StatusPatience).
+	patience atomic.Int64
+	last     atomic.Pointer[service.ClusterStatus]
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -131,6 +149,7 @@ func New(cfg Config, replica *Replica, cities Cities, pub service.Publisher) *Ba
 		status:  newStatusTracker(cfg.Logger.With("actor", "status")),
 		rng:     rand.New(rand.NewPCG(cfg.Seed, 0x5eed)),
 	}
+	b.patience.Store(1)
 	for _, c := range cfg.Cities {
 		b.reach.known[c] = true
 	}
@@ -292,12 +311,20 @@ func (b *Backend) LastStatus() service.ClusterStatus {
 }
 
 // probe asks every known city that is up for its digest, in parallel, each
-// within StatusTimeout, and annotates the answers for the pages.
+// within the current status deadline (see Config.StatusPatience), and
+// annotates the answers for the pages.
 func (b *Backend) probe(ctx context.Context) service.ClusterStatus {
 	up := b.reach.up()
+	wasReachable := b.reach.reachable()
 	names := b.reach.knownCities()
 	cs := service.ClusterStatus{Cities: make([]service.CityStatus, len(names))}
-	var wg sync.WaitGroup
+	timeout := time.Duration(b.patience.Load()) * b.cfg.StatusTimeout
+	var (
+		wg sync.WaitGroup
+		// Requests to cities that answered the round before: failed,
+		// and of those timed out.
+		failed, slips atomic.Int64
+	)
 	for i, c := range names {
 		cs.Cities[i].Name = c
 		if !slices.Contains(up, c) {
@@ -306,11 +333,18 @@ func (b *Backend) probe(ctx context.Context) service.ClusterStatus {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(ctx, b.cfg.StatusTimeout)
+			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			r, err := request[*messages.DigestReply](ctx, b.cities, c, &messages.GetDigest{})
 			if err != nil {
-				if b.reach.missed(c, errors.Is(err, context.DeadlineExceeded), b.cfg.StatusMisses) {
+				timedOut := errors.Is(err, context.DeadlineExceeded)
+				if slices.Contains(wasReachable, c) {
+					failed.Add(1)
+					if timedOut {
+						slips.Add(1)
+					}
+				}
+				if b.reach.missed(c, timedOut, b.cfg.StatusMisses) {
 					return // shown down
 				}
 				cs.Cities[i] = lastSeen(b.last.Load(), c) // one miss: as last seen
@@ -326,10 +360,30 @@ func (b *Backend) probe(ctx context.Context) service.ClusterStatus {
 		}()
 	}
 	wg.Wait()
+	b.adjustPatience(slips.Load() > 0, failed.Load() == 0)
 	cs.InSync = inSync(cs.Cities)
 	cs.Ready = b.replica.Ready()
 	b.status.annotate(cs.Cities, time.Now())
 	return cs
+}
+
+// adjustPatience lengthens the next round's status deadline by one
+// StatusTimeout after a round in which a city that was up missed its
+// deadline, and shortens it by one after a round in which every city that
+// was up answered (a city already shown down, but still in the topology,
+// does not hold the deadline long).
+func (b *Backend) adjustPatience(slipped, allAnswered bool) {
+	p := b.patience.Load()
+	switch {
+	case slipped && p < int64(b.cfg.StatusPatience):
+		p++
+		b.log.Debug("status deadline lengthened", "deadline", time.Duration(p)*b.cfg.StatusTimeout)
+	case allAnswered && p > 1:
+		p--
+	default:
+		return
+	}
+	b.patience.Store(p)
 }
 
 // lastSeen returns city c's status in prev, or a status showing it down

@@ -36,6 +36,23 @@ func (r *recorder) Publish(ev service.Event) {
 	r.events = append(r.events, ev)
 }
 
+// shownDown reports whether a published cluster event showed city c down.
+func (r *recorder) shownDown(c crdt.Location) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ev := range r.events {
+		if ev.Kind != service.KindCluster {
+			continue
+		}
+		for _, s := range ev.Cluster.Cities {
+			if s.Name == c && !s.Up {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // deltas returns every entry published in delta events, in order.
 func (r *recorder) deltas() []crdt.Hero {
 	r.mu.Lock()
@@ -276,21 +293,7 @@ func TestOneLateStatusIsNotDown(t *testing.T) {
 	status(t, b, "both up", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool {
 		return by[crdt.Gotham].Up && by[crdt.Metropolis].Up
 	})
-	gothamDown := func() bool {
-		pub.mu.Lock()
-		defer pub.mu.Unlock()
-		for _, ev := range pub.events {
-			if ev.Kind != service.KindCluster {
-				continue
-			}
-			for _, c := range ev.Cluster.Cities {
-				if c.Name == crdt.Gotham && !c.Up {
-					return true
-				}
-			}
-		}
-		return false
-	}
+	gothamDown := func() bool { return pub.shownDown(crdt.Gotham) }
 	for range 5 {
 		cities.setLate(crdt.Gotham, 1)
 		testkit.AwaitCondition(t, 5*time.Second, func() bool { return cities.lateLeft(crdt.Gotham) == 0 }, "the late probe sent")
@@ -306,6 +309,29 @@ func TestOneLateStatusIsNotDown(t *testing.T) {
 	cities.setLate(crdt.Gotham, 2)
 	testkit.AwaitCondition(t, 5*time.Second, gothamDown, "gotham shown down after two late probes in a row")
 	status(t, b, "gotham up again once it answers", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool { return by[crdt.Gotham].Up })
+}
+
+// TestSlowStatusWaitsLonger: after a city misses its status deadline,
+// dispatch waits longer for the next answer (it may be dispatch that is
+// slow), so a city answering in 1.5 deadlines twice in a row stays up; a
+// city that never answers is still shown down.
+func TestSlowStatusWaitsLonger(t *testing.T) {
+	cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis)
+	b, _, pub := newBackend(t, cities)
+	status(t, b, "both up", func(by map[crdt.Location]service.CityStatus, _ service.ClusterStatus) bool {
+		return by[crdt.Gotham].Up && by[crdt.Metropolis].Up
+	})
+	// The backend's first deadline is the default 200 ms.
+	before := cities.probes(crdt.Gotham)
+	cities.setSlow(crdt.Gotham, 2, 300*time.Millisecond)
+	// Rounds run one after the other: once a third request has returned,
+	// both slow ones have been judged.
+	testkit.AwaitCondition(t, 5*time.Second, func() bool { return cities.probes(crdt.Gotham) >= before+3 }, "both slow probes and the next one returned")
+	if pub.shownDown(crdt.Gotham) {
+		t.Fatal("gotham shown down after answering late twice, the second time within the lengthened deadline")
+	}
+	cities.setLate(crdt.Gotham, 2)
+	testkit.AwaitCondition(t, 5*time.Second, func() bool { return pub.shownDown(crdt.Gotham) }, "gotham shown down after two missed probes")
 }
 
 // TestClusterReadsSendNothing: GET /api/cluster and page snapshots read the

@@ -31,8 +31,14 @@ type fakeCities struct {
 	down    map[crdt.Location]bool
 	// late makes a city's next status requests time out, as a city
 	// starved of CPU does: late[c] of them.
-	late  map[crdt.Location]int
-	calls int
+	late map[crdt.Location]int
+	// slow delays a city's next status answers by slowBy, honouring the
+	// caller's deadline: slow[c] of them.
+	slow   map[crdt.Location]int
+	slowBy time.Duration
+	// probed counts each city's status requests that have returned.
+	probed map[crdt.Location]int
+	calls  int
 }
 
 var _ interface {
@@ -42,7 +48,7 @@ var _ interface {
 
 func newFakeCities(t *testing.T, names ...crdt.Location) *fakeCities {
 	t.Helper()
-	f := &fakeCities{servers: map[crdt.Location]*cityactor.Server{}, configs: map[crdt.Location]cityactor.Config{}, down: map[crdt.Location]bool{}, late: map[crdt.Location]int{}}
+	f := &fakeCities{servers: map[crdt.Location]*cityactor.Server{}, configs: map[crdt.Location]cityactor.Config{}, down: map[crdt.Location]bool{}, late: map[crdt.Location]int{}, slow: map[crdt.Location]int{}, probed: map[crdt.Location]int{}}
 	for i, n := range names {
 		clock := crdt.NewClock(string(n), func() int64 { return time.Now().UnixNano() })
 		cfg := cityactor.Config{
@@ -86,6 +92,21 @@ func (f *fakeCities) lateLeft(c crdt.Location) int {
 	return f.late[c]
 }
 
+// setSlow makes city c answer its next n status requests after d, or
+// not at all when their deadline comes first.
+func (f *fakeCities) setSlow(c crdt.Location, n int, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.slow[c], f.slowBy = n, d
+}
+
+// probes returns how many of city c's status requests have returned.
+func (f *fakeCities) probes(c crdt.Location) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.probed[c]
+}
+
 func (f *fakeCities) setDown(c crdt.Location, down bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -93,7 +114,25 @@ func (f *fakeCities) setDown(c crdt.Location, down bool) {
 }
 
 func (f *fakeCities) Request(ctx context.Context, c crdt.Location, msg proto.Message) (proto.Message, error) {
+	if _, ok := msg.(*messages.GetDigest); ok {
+		defer func() {
+			f.mu.Lock()
+			f.probed[c]++
+			f.mu.Unlock()
+		}()
+	}
 	f.mu.Lock()
+	if _, ok := msg.(*messages.GetDigest); ok && f.slow[c] > 0 {
+		f.slow[c]--
+		d := f.slowBy
+		f.mu.Unlock()
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fake: %s answered too slowly: %w", c, ctx.Err())
+		}
+		f.mu.Lock()
+	}
 	defer f.mu.Unlock()
 	f.calls++
 	s, ok := f.servers[c]
