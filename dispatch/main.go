@@ -2,8 +2,9 @@
 //
 //	go run ./dispatch
 //
-// It joins the cluster (hosting its inbox kind, through which the cities'
-// replication engines reach its own), keeps its own replica of the
+// It joins the cluster (hosting its inbox kind, which tells the cities
+// dispatch is up; their replication engines send to its replica actor),
+// keeps its own replica of the
 // superheroes in one actor under a one_for_one supervisor (3 restarts in
 // 1 s) whose replication engine pushes dispatch's writes and runs the
 // original's gossip and poll, and serves the live page, its WebSocket feed
@@ -254,13 +255,13 @@ type membership struct {
 	stopOnce  sync.Once
 }
 
-// join starts a membership: the node (hosting dispatch's inbox kind, through
-// which the cities' engines reach dispatch's), the replica actor and the
+// join starts a membership: the node (hosting dispatch's inbox kind), the
+// replica actor, which the cities' engines send to by name, and the
 // backend's status probe.
 func (j *joiner) join(ctx context.Context) (*membership, error) {
 	m := &membership{}
-	// Cities' engines reach dispatch's through its inbox kind, which
-	// hands their messages to the replica actor once it runs.
+	// The inbox kind tells the cities dispatch is up; it hands any
+	// replication message sent to the grain to the replica actor.
 	var replicaRef atomic.Pointer[backend.Replica]
 	inbox := backend.InboxKind(replicaRef.Load, j.log)
 	n, err := node.Start(ctx, j.cfg, j.base, inbox)

@@ -26,10 +26,15 @@ const (
 // and the grain's extra mailbox hop cost every one of them a goroutine
 // switch. Each actor keeps its PID across supervisor restarts.
 const (
-	// DispatchSupervisor is dispatch's supervisor; DispatchReplicaActor,
-	// its child, holds dispatch's replica.
+	// DispatchSupervisor is dispatch's supervisor; its child
+	// DispatchReplicaChild, named DispatchReplicaActor, holds dispatch's
+	// replica.
 	DispatchSupervisor   = "dispatch-supervisor"
-	DispatchReplicaActor = DispatchSupervisor + "/replica"
+	DispatchReplicaChild = "replica"
+	DispatchReplicaActor = DispatchSupervisor + "/" + DispatchReplicaChild
+	// CityStateChild is the child of a city's supervisor that holds the
+	// city's replica (CityStateActor).
+	CityStateChild = "state"
 )
 
 // CitySupervisor returns the actor name of the named city's supervisor.
@@ -37,7 +42,7 @@ func CitySupervisor(city string) string { return CityKind(city) + "-supervisor" 
 
 // CityStateActor returns the actor name of the named city's state actor,
 // the child of its supervisor that holds the city's replica.
-func CityStateActor(city string) string { return CitySupervisor(city) + "/state" }
+func CityStateActor(city string) string { return CitySupervisor(city) + "/" + CityStateChild }
 
 // cityKindPrefix starts the kind of every city grain.
 const cityKindPrefix = "city-"

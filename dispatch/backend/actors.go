@@ -18,7 +18,7 @@ const (
 )
 
 // SupervisorName is the actor name of dispatch's supervisor; the replica
-// actor is its child "replica".
+// actor is its child messages.DispatchReplicaChild.
 const SupervisorName = messages.DispatchSupervisor
 
 // SpawnReplica starts dispatch's replica actor under dispatch's supervisor
@@ -36,9 +36,9 @@ func SpawnReplica(system *actor.ActorSystem, cfg ReplicaConfig) (*Replica, *supe
 		Window:      RestartWindow,
 		Logger:      cfg.Logger,
 		Restarts:    &cfg.Stats.Restarts,
-	}, supervise.Child{Name: "replica", Props: replicaProps(cfg, ready)})
+	}, supervise.Child{Name: messages.DispatchReplicaChild, Props: replicaProps(cfg, ready)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("backend: %w", err)
 	}
-	return &Replica{root: system.Root, pid: g.Child("replica"), timeout: cfg.Timeout, ready: ready}, g, nil
+	return &Replica{root: system.Root, pid: g.Child(messages.DispatchReplicaChild), timeout: cfg.Timeout, ready: ready}, g, nil
 }

@@ -70,8 +70,8 @@ type Config struct {
 	// missed its deadline as a hint that dispatch itself may be the slow
 	// one (busy writing snapshots to a crowd of pages on the same cores):
 	// the next round waits one StatusTimeout longer, up to StatusPatience
-	// × StatusTimeout, and each round in which every city answers in time
-	// takes one back. A dead city still misses every deadline, so it is
+	// × StatusTimeout, and each round in which every city that was up
+	// answers takes one back. A dead city still misses every deadline, so it is
 	// shown down after StatusMisses rounds, about StatusTimeout later per
 	// round than with fixed deadlines. Default 3; 1 keeps deadlines fixed.
 	StatusPatience int

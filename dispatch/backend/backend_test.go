@@ -136,7 +136,7 @@ func newBackendWith(t *testing.T, cities *fakeCities, su setup) (*backend.Backen
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := group.Child("replica").Id, messages.DispatchReplicaActor; got != want {
+	if got, want := group.Child(messages.DispatchReplicaChild).Id, messages.DispatchReplicaActor; got != want {
 		// Replication messages are addressed to this name (wire.EngineActor).
 		t.Fatalf("replica actor is %q, want %q", got, want)
 	}
@@ -313,7 +313,7 @@ func TestOneLateStatusIsNotDown(t *testing.T) {
 
 // TestSlowStatusWaitsLonger: after a city misses its status deadline,
 // dispatch waits longer for the next answer (it may be dispatch that is
-// slow), so a city answering in 1.5 deadlines twice in a row stays up; a
+// slow), so a city answering in 1.25 deadlines twice in a row stays up; a
 // city that never answers is still shown down.
 func TestSlowStatusWaitsLonger(t *testing.T) {
 	cities := newFakeCities(t, crdt.Gotham, crdt.Metropolis)
@@ -323,12 +323,12 @@ func TestSlowStatusWaitsLonger(t *testing.T) {
 	})
 	// The backend's first deadline is the default 200 ms.
 	before := cities.probes(crdt.Gotham)
-	cities.setSlow(crdt.Gotham, 2, 300*time.Millisecond)
+	cities.setSlow(crdt.Gotham, 2, 250*time.Millisecond)
 	// Rounds run one after the other: once a third request has returned,
 	// both slow ones have been judged.
 	testkit.AwaitCondition(t, 5*time.Second, func() bool { return cities.probes(crdt.Gotham) >= before+3 }, "both slow probes and the next one returned")
 	if pub.shownDown(crdt.Gotham) {
-		t.Fatal("gotham shown down after answering late twice, the second time within the lengthened deadline")
+		t.Fatal("gotham shown down after answering late twice, the second time within the lengthened deadline (400 ms)")
 	}
 	cities.setLate(crdt.Gotham, 2)
 	testkit.AwaitCondition(t, 5*time.Second, func() bool { return pub.shownDown(crdt.Gotham) }, "gotham shown down after two missed probes")

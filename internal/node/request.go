@@ -145,11 +145,13 @@ func (n *Node) Send(ctx context.Context, identity, kind string, msg proto.Messag
 // ErrKindUnavailable at once when no member hosts kind, and otherwise once
 // the message is handed to the transport (a nil error says no more).
 //
-// Unlike Send it runs the library's send on the caller's goroutine, which
-// saves two goroutine switches per message but may block: while the
-// connection to the member is first made, and while the member's
-// flow-control window is full (a frozen member). A caller sends from a
-// goroutine of its own per member, as wire.Outbox does.
+// Unlike Send it calls the library on the caller's goroutine, without one
+// spawned per message, and never retries. The library does not wait
+// either: it queues the message for the member's endpoint writer, which
+// connects and sends on goroutines of its own. A message it cannot deliver
+// (the member went away, the actor is not running) is dead-lettered there
+// and not reported here; replication repairs what such a message carried
+// by anti-entropy.
 func (n *Node) SendToActor(identity, kind, actorName string, msg proto.Message) (err error) {
 	if err := n.checkRequest(identity, kind, msg); err != nil {
 		return err
@@ -162,7 +164,8 @@ func (n *Node) SendToActor(identity, kind, actorName string, msg proto.Message) 
 	}
 	owner := n.topo.owner(identity, kind)
 	if owner == "" {
-		return fmt.Errorf("%w: no owner for %s %q", ErrNotRoutable, kind, identity)
+		// The kind left the topology since hasKind: churn, as above.
+		return fmt.Errorf("%w: %q", ErrKindUnavailable, kind)
 	}
 	defer func() {
 		if r := recover(); r != nil {

@@ -11,8 +11,9 @@ import (
 	"github.com/superhero-cluster/superhero/replication"
 )
 
-// Address returns the grain identity and kind that receive replication
-// messages for the named node: dispatch's inbox, or a city's grain.
+// Address returns the grain identity and kind of the named node: dispatch's
+// inbox or a city's grain. Replication messages go to the engine's actor
+// (EngineActor) on the member that hosts that kind.
 func Address(name string) (identity, kind string) {
 	if name == messages.DispatchName {
 		return messages.DispatchName, messages.DispatchKind

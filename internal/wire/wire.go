@@ -60,16 +60,15 @@ func Decode(p *messages.Replicate, self string) (replication.Message, error) {
 	return m, nil
 }
 
-// Sender delivers one message one-way to the named node, within ctx. A
-// Sender may block past ctx (the node's transport does while it connects
-// to a peer, or while a frozen peer's flow-control window is full): that
-// holds up only the peer's own queue.
+// Sender delivers one message one-way to the named node, within ctx.
 type Sender func(ctx context.Context, to string, msg proto.Message) error
 
 // Counters are an outbox's cumulative counters.
 type Counters struct {
 	// Dropped counts messages dropped because a peer's queue was full or
-	// the send failed; anti-entropy repairs what they carried.
+	// the send failed; anti-entropy repairs what they carried. Messages
+	// the transport accepted and could not deliver later (dead letters on
+	// a peer that went away) are not counted.
 	Dropped atomic.Uint64
 }
 
@@ -210,9 +209,8 @@ func (o *Outbox) dropped(to string, kind replication.MsgKind, err error) {
 }
 
 // Close stops the outbox's goroutines and waits for them, at most twice
-// the send Timeout; queued messages are dropped. A goroutine still blocked
-// in its Sender then (see Sender) ends when that send returns, at the
-// latest when the node's transport stops.
+// the send Timeout; queued messages are dropped. A goroutine still in a
+// Sender that ignores its ctx then ends when that send returns.
 func (o *Outbox) Close() {
 	o.mu.Lock()
 	o.closed = true

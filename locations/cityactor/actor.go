@@ -248,7 +248,7 @@ func Spawn(system *actor.ActorSystem, cfg Config) (*City, error) {
 		Window:      RestartWindow,
 		Logger:      cfg.Logger,
 		Restarts:    &stats.Restarts,
-	}, supervise.Child{Name: "state", Props: stateProps})
+	}, supervise.Child{Name: messages.CityStateChild, Props: stateProps})
 	if err != nil {
 		return nil, fmt.Errorf("cityactor: %w", err)
 	}
@@ -274,7 +274,7 @@ func (c *City) Snapshot(system *actor.ActorSystem, timeout time.Duration) (crdt.
 }
 
 // State returns the PID of the state actor; it is stable across restarts.
-func (c *City) State() *actor.PID { return c.group.Child("state") }
+func (c *City) State() *actor.PID { return c.group.Child(messages.CityStateChild) }
 
 // Down is closed when the city has crashed too often and stopped for good.
 func (c *City) Down() <-chan struct{} { return c.group.Down() }
@@ -283,7 +283,7 @@ func (c *City) Down() <-chan struct{} { return c.group.Down() }
 func (c *City) Stop() { c.group.Stop() }
 
 // SupervisorName is the city supervisor's actor name; the state actor is
-// its child "state".
+// its child messages.CityStateChild.
 func SupervisorName(city string) string { return messages.CitySupervisor(city) }
 
 // GrainKind returns the cluster kind for the named city,
@@ -291,9 +291,10 @@ func SupervisorName(city string) string { return messages.CitySupervisor(city) }
 // city's state actor on the same node, keeping the sender so the state
 // actor answers the caller directly. Replication messages skip the grain:
 // peers' engines send them to the state actor by its name
-// (messages.CityStateActor, see wire.EngineActor). The state actor has a fixed name, so
-// the kind can be registered before the city is spawned; a request that
-// arrives in between is dead-lettered and retried by the caller.
+// (messages.CityStateActor, see wire.EngineActor). The state actor has a
+// fixed name, so the kind can be registered before the city is spawned; a
+// request that arrives in between is dead-lettered and retried by the
+// caller.
 func GrainKind(city string) *cluster.Kind {
 	stateID := messages.CityStateActor(city)
 	props := actor.PropsFromFunc(func(ctx actor.Context) {

@@ -65,7 +65,7 @@ func peer(ctx context.Context, e *env) []row {
 // deadline; a failure or a panic becomes the row's error.
 func (e *env) measurePeer(ctx context.Context, bin string, st jetstream.StorageType) (r row) {
 	r = row{Scenario: "peer", Protocol: peerProtocol(st)}
-	limit := e.pickDur(120*time.Second, 45*time.Second)
+	limit := e.pickDur(180*time.Second, 60*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	log := e.log.With("scenario", "peer", "protocol", r.Protocol)
