@@ -113,13 +113,7 @@ func TestOutboxKeepsOrderPerPeerAndDropsWhenFull(t *testing.T) {
 	if n := o.Counters().Dropped.Load(); n == 0 {
 		t.Fatal("capitol's full queue dropped nothing")
 	}
-	done := make(chan struct{})
-	go func() { o.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close did not stop the outbox")
-	}
+	returnsWithin(t, 5*time.Second, o.Close, "Close did not stop the outbox")
 	close(release)
 	if size := o.Send(replication.Message{Kind: replication.MsgPush, From: "dispatch", To: "gotham", Delta: someDelta(t)}); size == 0 {
 		t.Fatal("Send after Close reported no payload")
@@ -136,20 +130,20 @@ func TestOutboxCloseIsBoundedByABlockedSend(t *testing.T) {
 	}})
 	o.Send(replication.Message{Kind: replication.MsgSync, From: "dispatch", To: "capitol", Exchange: 1})
 	<-entered
-	done := make(chan struct{})
-	go func() { o.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close waited for a send blocked in the transport")
-	}
+	returnsWithin(t, 5*time.Second, o.Close, "Close waited for a send blocked in the transport")
 	close(release)
 	// The blocked goroutine ends once its send returns.
-	stopped := make(chan struct{})
-	go func() { o.wg.Wait(); close(stopped) }()
+	returnsWithin(t, 5*time.Second, o.wg.Wait, "the outbox's goroutine did not end after its send returned")
+}
+
+// returnsWithin runs f and fails the test if it has not returned within d.
+func returnsWithin(t *testing.T, d time.Duration, f func(), failure string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { f(); close(done) }()
 	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the outbox's goroutine did not end after its send returned")
+	case <-done:
+	case <-time.After(d):
+		t.Fatal(failure)
 	}
 }
