@@ -93,7 +93,8 @@ type Config struct {
 	NoPush bool
 	// PushWindow coalesces writes: a write after a quiet spell goes out at
 	// once; writes that follow within the window go out as one push at its
-	// end. Default 2 ms.
+	// end. Default 2 ms. Writes that wait for a WriteQuorum are paced by
+	// confirmations instead (see Engine.LocalWrite).
 	PushWindow time.Duration
 
 	// AntiEntropyInterval is how often a city runs a digest exchange with a

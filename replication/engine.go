@@ -437,10 +437,12 @@ func (e *Engine) NextTick() int64 {
 }
 
 // LocalWrite reports writes this node made to its replica (a city's patrol,
-// fight or assign; dispatch's create, delete or assign home). They are
-// pushed at once after a quiet spell, or coalesced until the end of the
-// push window, and one push carries every write made meanwhile (group
-// commit).
+// fight or assign; dispatch's create, delete or assign home). Without a
+// WriteQuorum they are pushed at once after a quiet spell, or coalesced
+// until the end of the push window. With one, a write is pushed at once
+// unless a push is waiting for its confirmation; then it leaves with every
+// write made meanwhile, in one push, as soon as that confirmation comes
+// (group commit: the replicas' pace sets the batch size).
 //
 // With a WriteQuorum, LocalWrite returns the write's number, which a later
 // Ready lists in Acked once WriteQuorum replicas have merged the push that
@@ -471,7 +473,16 @@ func (e *Engine) LocalWrite(d crdt.Delta) uint64 {
 	if e.pushAt != 0 {
 		return n
 	}
-	if at := e.lastPush + int64(e.cfg.PushWindow); (e.lastPush != 0 && e.now < at) || e.awaiting() {
+	at := e.lastPush + int64(e.cfg.PushWindow)
+	if n != 0 {
+		// Confirmations pace the pushes instead of the window: a write
+		// that waits for one leaves at once, or with the next push when
+		// the one out is confirmed. Holding it for the window too would
+		// add up to the window's length to every answer at low load,
+		// where there is nothing to group.
+		at = e.now
+	}
+	if (e.lastPush != 0 && e.now < at) || e.awaiting() {
 		e.pushAt = max(at, e.now)
 		return n
 	}

@@ -56,8 +56,11 @@ func ack(t *testing.T, e *replication.Engine, from string, push replication.Mess
 	}
 }
 
-// TestGroupCommit: writes made within the push window travel in one push
-// and are acknowledged together by the first city's acknowledgement.
+// TestGroupCommit: with a write quorum, a write after a quiet spell is
+// pushed at once, with no push window to wait out; writes made while a
+// push waits for its confirmation travel together in the next push, which
+// leaves the moment the confirmation comes, and are acknowledged together
+// by the first city's acknowledgement.
 func TestGroupCommit(t *testing.T) {
 	e, r := dispatchEngine(t, 1)
 	first := create(t, e, r) // after a quiet spell: pushed at once
@@ -71,29 +74,71 @@ func TestGroupCommit(t *testing.T) {
 	}
 	e.Advance()
 
-	// Three writes within the window: one push when it ends.
+	// Well inside what was the push window: a lone write leaves at once.
+	e.Tick(int64(500 * time.Microsecond))
+	second := create(t, e, r)
+	ps = pushes(e)
+	if len(ps) != 3 {
+		t.Fatalf("a write with no push out waited: %d pushes", len(ps))
+	}
+
+	// Three writes while that push is out: none leaves until it is
+	// confirmed, however long that takes.
 	var batch []uint64
 	for range 3 {
 		batch = append(batch, create(t, e, r))
+	}
+	e.Tick(int64(50 * time.Millisecond))
+	if out := pushes(e); len(out) != 0 {
+		t.Fatalf("pushed while a push waits for its confirmation: %v", out)
+	}
+	ack(t, e, "metropolis", ps["metropolis"])
+	ack(t, e, "capitol", ps["capitol"])
+	rd := e.Ready()
+	if !slices.Equal(rd.Acked, []uint64{second}) {
+		t.Fatalf("acked %v, want [%d]", rd.Acked, second)
+	}
+	next := map[string]replication.Message{}
+	for _, m := range rd.Messages {
+		if m.Kind == replication.MsgPush {
+			next[m.To] = m
+		}
+	}
+	e.Advance()
+	if len(next) != 3 || next["capitol"].Delta.Len() != 3 {
+		t.Fatalf("on confirmation: %d pushes, capitol's carries %d entries", len(next), next["capitol"].Delta.Len())
+	}
+	ack(t, e, "capitol", next["capitol"])
+	ack(t, e, "capitol", next["capitol"]) // a duplicate changes nothing
+	ack(t, e, "gotham", next["gotham"])
+	rd = e.Ready()
+	if !slices.Equal(rd.Acked, batch) || len(rd.Failed) != 0 {
+		t.Fatalf("acked %v failed %v, want %v once", rd.Acked, rd.Failed, batch)
+	}
+	e.Advance()
+	if st := e.Stats(); st.WritesAcked != 5 {
+		t.Fatalf("WritesAcked = %d, want 5", st.WritesAcked)
+	}
+}
+
+// TestPushWindow: without a write quorum, writes within the push window
+// after a push travel together in one push at its end.
+func TestPushWindow(t *testing.T) {
+	e, r := dispatchEngine(t, 0)
+	create(t, e, r) // after a quiet spell: pushed at once
+	if ps := pushes(e); len(ps) != 3 {
+		t.Fatalf("first write: %d pushes", len(ps))
+	}
+	for range 3 {
+		create(t, e, r)
 	}
 	if ps := pushes(e); len(ps) != 0 {
 		t.Fatalf("pushed inside the window: %v", ps)
 	}
 	e.Tick(int64(3 * time.Millisecond))
-	ps = pushes(e)
+	ps := pushes(e)
 	if len(ps) != 3 || ps["capitol"].Delta.Len() != 3 {
 		t.Fatalf("window end: %d pushes, capitol's carries %d entries", len(ps), ps["capitol"].Delta.Len())
-	}
-	ack(t, e, "capitol", ps["capitol"])
-	ack(t, e, "capitol", ps["capitol"]) // a duplicate changes nothing
-	ack(t, e, "gotham", ps["gotham"])
-	rd := e.Ready()
-	if !slices.Equal(rd.Acked, batch) || len(rd.Failed) != 0 {
-		t.Fatalf("acked %v failed %v, want %v once", rd.Acked, rd.Failed, batch)
-	}
-	e.Advance()
-	if st := e.Stats(); st.WritesAcked != 4 {
-		t.Fatalf("WritesAcked = %d, want 4", st.WritesAcked)
 	}
 }
 
