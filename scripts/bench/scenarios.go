@@ -345,37 +345,57 @@ func limit(ctx context.Context, e *env) []row {
 }
 
 // throughput: acknowledged creates per second through the API from 16
-// keep-alive clients; then every acknowledged hero must reach every city.
+// keep-alive clients, then 64; then every acknowledged hero must reach
+// every city.
+//
+// A full run also measures the same loads with dispatch acknowledging from
+// its own memory (-write-quorum 0): what waiting for a city costs in rate.
+// Both clusters run side by side and the loads alternate between them in
+// slices, so that a slow spell of the machine (its speed swings by 1.5x
+// and more from one minute to the next) falls on both and their ratio
+// holds.
 func throughput(ctx context.Context, e *env) []row {
 	floor, rows := e.floorRate(ctx)
-	q1 := e.throughputRow(ctx, spec{Protocol: "default"}, floor)
-	rows = append(rows, q1)
+	q1spec := spec{Protocol: "default"}
 	if e.quick {
-		return rows
+		return append(rows, e.measure(ctx, "throughput", q1spec, 90*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+			return e.throughputLoads(ctx, floor, []*cluster{c}, []*row{r})
+		}))
 	}
-	// The same loads with dispatch acknowledging from its own memory, as
-	// before the write concern: what waiting for a city costs in rate.
-	q0 := e.throughputRow(ctx, spec{Protocol: "default", DispatchArgs: []string{"-write-quorum", "0"}}, floor)
-	q0.Protocol = "quorum-0"
-	q0.Targets = nil
+	q0spec := spec{Protocol: "default", DispatchArgs: []string{"-write-quorum", "0"}}
+	var q0 row
+	q1 := e.measure(ctx, "throughput", q1spec, 240*time.Second, func(ctx context.Context, c1 *cluster, r1 *row) error {
+		q0 = e.measure(ctx, "throughput_quorum0", q0spec, 220*time.Second, func(ctx context.Context, c0 *cluster, r0 *row) error {
+			return e.throughputLoads(ctx, floor, []*cluster{c1, c0}, []*row{r1, r0})
+		})
+		if q0.Err != "" {
+			return fmt.Errorf("the quorum-0 cluster beside it: %s", q0.Err)
+		}
+		return nil
+	})
+	q0.Scenario, q0.Protocol, q0.Targets = "throughput", "quorum-0", nil
 	q0.note("dispatch acknowledges from its own memory (-write-quorum 0): can lose acknowledged writes; the comparison only")
-	last := &rows[len(rows)-1]
 	for _, sfx := range []string{"", suffix(saturatingClients)} {
 		a, ok1 := q1.get("per_s" + sfx)
 		b, ok2 := q0.get("per_s" + sfx)
 		if ok1 && ok2 && b > 0 {
-			last.set("vs_quorum0"+sfx, a/b)
+			q1.set("vs_quorum0"+sfx, a/b)
 		}
 	}
 	// The group commit's promise is about a saturated server: with 16
 	// clients each waiting out a city's round trip, the rate is bounded by
 	// the clients (see saturatingClients), so the target is on the load
-	// with saturatingClients (it was on the 16 clients' before).
-	if _, ok := last.get("vs_quorum0" + suffix(saturatingClients)); ok {
-		last.Targets = append(last.Targets, atLeast("vs_quorum0"+suffix(saturatingClients), 0.9))
+	// with saturatingClients.
+	if _, ok := q1.get("vs_quorum0" + suffix(saturatingClients)); ok {
+		q1.Targets = append(q1.Targets, atLeast("vs_quorum0"+suffix(saturatingClients), 0.9))
+		q1.note("vs_quorum0*: per_s over quorum-0's, the two clusters running side by side, loads alternating in %d slices each", throughputSlices)
 	}
-	return append(rows, q0)
+	return append(rows, q1, q0)
 }
+
+// throughputSlices is how many slices each load is cut into when the
+// throughput rows alternate two clusters.
+const throughputSlices = 5
 
 // suffix names the metrics of the load with n clients, when n is not
 // loadClients.
@@ -386,91 +406,149 @@ func suffix(n int) string {
 	return fmt.Sprintf("_%d", n)
 }
 
-// throughputRow loads a cluster of sp with loadClients clients for 10 s,
-// then with saturatingClients for 10 s, and checks that every
-// acknowledged create reached every city.
-func (e *env) throughputRow(ctx context.Context, sp spec, floor float64) row {
-	return e.measure(ctx, "throughput", sp, 90*time.Second, func(ctx context.Context, c *cluster, r *row) error {
-		r.Targets = []target{atLeast("floor_ratio", 0.5), atMost("lost", 0)}
-		var ids []string
-		for _, clients := range []int{loadClients, saturatingClients} {
-			sfx := suffix(clients)
-			cpu0 := c.cpu()
-			res := runLoad(ctx, c.log, c.API(), clients, e.pickDur(10*time.Second, 2*time.Second), 0)
-			used := c.cpu().since(cpu0)
-			ids = append(ids, res.ids...)
-			nodes := 0.0
-			for _, name := range slices.Sorted(maps.Keys(used)) {
-				r.set("cores_"+name+sfx, used[name]/res.elapsed.Seconds())
-				if name != "bench" {
-					nodes += used[name]
-				}
-			}
-			r.set("per_s"+sfx, res.perSecond())
-			if clients == loadClients {
-				r.N = len(res.ids)
-				if len(sp.DispatchArgs) == 0 {
-					e.rate = res.perSecond()
-				}
-				if floor > 0 {
-					r.set("floor_ratio", res.perSecond()/floor)
-				}
-			}
-			if n := len(res.ids); n > 0 {
-				r.set("cpu_us_per_write"+sfx, nodes*1e6/float64(n))
-			}
-			s := summarize(res.lat)
-			r.set("p50_ms"+sfx, ms(s.P50))
-			r.set("p99_ms"+sfx, ms(s.P99))
-			r.set("max_ms"+sfx, ms(s.Max))
-			r.set("errors"+sfx, float64(res.failed))
-			c.log.Info("load done", "clients", clients, "acked", len(res.ids), "per_s", int(res.perSecond()), "errors", res.failed)
-		}
-		r.note("%d clients, then %d (metrics ending _%d); p50/p99/max_ms: API create latency under load; floor_ratio: per_s over the HTTP floor's; cpu_us_per_write: CPU of every node per acknowledged create; cores_*: CPU used during the load, in cores", loadClients, saturatingClients, saturatingClients)
+// loadTotal sums the slices of one cluster's load.
+type loadTotal struct {
+	res  loadResult
+	used cpuUse
+}
 
-		// Bounded wait for every city to hold at least the acknowledged
-		// heroes with equal replicas, then check every id in every city.
-		waited := time.Now()
-		cctx, cancel := context.WithTimeout(ctx, e.pickDur(20*time.Second, 10*time.Second))
-		err := localcluster.Poll(cctx, 100*time.Millisecond, func() (bool, error) {
-			infos, _ := c.Digests(cctx, c.spec.Cities)
-			_, equal := localcluster.Converged(infos, c.spec.Cities)
-			for _, info := range infos {
-				equal = equal && info.Heroes >= len(ids)
-			}
-			return equal, nil
-		})
-		cancel()
-		if err == nil {
-			r.set("converge_ms", ms(time.Since(waited)))
-		} else {
-			r.note("replicas not equal within the wait")
+func (t *loadTotal) add(res loadResult, used cpuUse) {
+	t.res.ids = append(t.res.ids, res.ids...)
+	t.res.lat = append(t.res.lat, res.lat...)
+	t.res.failed += res.failed
+	t.res.elapsed += res.elapsed
+	if t.used == nil {
+		t.used = cpuUse{}
+	}
+	for k, v := range used {
+		t.used[k] += v
+	}
+}
+
+// throughputLoads loads each cluster with loadClients clients for 10 s in
+// all, then with saturatingClients for 10 s; with more than one cluster
+// the loads alternate between them in throughputSlices slices (in the
+// order ABBA..., so a spell that starts or ends mid-way favours neither).
+// The figures of cs[i] go into rs[i]. Then every acknowledged create must
+// be in every city of its cluster.
+func (e *env) throughputLoads(ctx context.Context, floor float64, cs []*cluster, rs []*row) error {
+	ids := make([][]string, len(cs))
+	for _, r := range rs {
+		r.Targets = []target{atLeast("floor_ratio", 0.5), atMost("lost", 0)}
+	}
+	for _, clients := range []int{loadClients, saturatingClients} {
+		n := 1
+		if len(cs) > 1 {
+			n = throughputSlices
 		}
-		infos, err := c.Digests(ctx, c.spec.Cities)
+		slice := e.pickDur(10*time.Second, 2*time.Second) / time.Duration(n)
+		tot := make([]loadTotal, len(cs))
+		for s := range n {
+			for k := range cs {
+				i := k
+				if s%2 == 1 {
+					i = len(cs) - 1 - k
+				}
+				c := cs[i]
+				cpu0 := c.cpu()
+				res := runLoad(ctx, c.log, c.API(), clients, slice, 0)
+				tot[i].add(res, c.cpu().since(cpu0))
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
+		}
+		for i, c := range cs {
+			e.setLoad(rs[i], clients, tot[i], floor, i == 0)
+			ids[i] = append(ids[i], tot[i].res.ids...)
+			c.log.Info("load done", "clients", clients, "acked", len(tot[i].res.ids), "per_s", int(tot[i].res.perSecond()), "errors", tot[i].res.failed)
+		}
+	}
+	for i, c := range cs {
+		rs[i].note("%d clients, then %d (metrics ending _%d); p50/p99/max_ms: API create latency under load; floor_ratio: per_s over the HTTP floor's; cpu_us_per_write: CPU of every node per acknowledged create; cores_*: CPU used during the load, in cores", loadClients, saturatingClients, saturatingClients)
+		if err := e.checkDelivered(ctx, c, rs[i], ids[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setLoad records one load's figures in r; main says r is this run's own
+// cluster (its 16 clients' rate paces the loaded write_to_all).
+func (e *env) setLoad(r *row, clients int, t loadTotal, floor float64, main bool) {
+	sfx := suffix(clients)
+	res := t.res
+	nodes := 0.0
+	for _, name := range slices.Sorted(maps.Keys(t.used)) {
+		r.set("cores_"+name+sfx, t.used[name]/res.elapsed.Seconds())
+		if name != "bench" {
+			nodes += t.used[name]
+		}
+	}
+	r.set("per_s"+sfx, res.perSecond())
+	if clients == loadClients {
+		r.N = len(res.ids)
+		if main {
+			e.rate = res.perSecond()
+		}
+		if floor > 0 {
+			r.set("floor_ratio", res.perSecond()/floor)
+		}
+	}
+	if n := len(res.ids); n > 0 {
+		r.set("cpu_us_per_write"+sfx, nodes*1e6/float64(n))
+	}
+	s := summarize(res.lat)
+	r.set("p50_ms"+sfx, ms(s.P50))
+	r.set("p99_ms"+sfx, ms(s.P99))
+	r.set("max_ms"+sfx, ms(s.Max))
+	r.set("errors"+sfx, float64(res.failed))
+}
+
+// checkDelivered waits, bounded, for every city to hold at least the
+// acknowledged heroes with equal replicas, then checks every id in every
+// city: lost counts the acknowledged creates missing from any.
+func (e *env) checkDelivered(ctx context.Context, c *cluster, r *row, ids []string) error {
+	waited := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, e.pickDur(20*time.Second, 10*time.Second))
+	err := localcluster.Poll(cctx, 100*time.Millisecond, func() (bool, error) {
+		infos, _ := c.Digests(cctx, c.spec.Cities)
+		_, equal := localcluster.Converged(infos, c.spec.Cities)
+		for _, info := range infos {
+			equal = equal && info.Heroes >= len(ids)
+		}
+		return equal, nil
+	})
+	cancel()
+	if err == nil {
+		r.set("converge_ms", ms(time.Since(waited)))
+	} else {
+		r.note("replicas not equal within the wait")
+	}
+	infos, err := c.Digests(ctx, c.spec.Cities)
+	if err != nil {
+		return err
+	}
+	_, equal := localcluster.Converged(infos, c.spec.Cities)
+	r.set("replicas_equal", b2f(equal))
+	missing := map[string]bool{}
+	for _, city := range c.spec.Cities {
+		hs, err := c.Entries(ctx, city)
 		if err != nil {
 			return err
 		}
-		_, equal := localcluster.Converged(infos, c.spec.Cities)
-		r.set("replicas_equal", b2f(equal))
-		missing := map[string]bool{}
-		for _, city := range c.spec.Cities {
-			hs, err := c.Entries(ctx, city)
-			if err != nil {
-				return err
-			}
-			live := make(map[string]bool, len(hs))
-			for _, h := range hs {
-				live[h.ID.String()] = !h.Dead
-			}
-			for _, id := range ids {
-				if !live[id] {
-					missing[id] = true
-				}
+		live := make(map[string]bool, len(hs))
+		for _, h := range hs {
+			live[h.ID.String()] = !h.Dead
+		}
+		for _, id := range ids {
+			if !live[id] {
+				missing[id] = true
 			}
 		}
-		r.set("lost", float64(len(missing)))
-		return nil
-	})
+	}
+	r.set("lost", float64(len(missing)))
+	return nil
 }
 
 // scale: many cities and heroes. N heroes go into one city and the cluster
