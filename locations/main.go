@@ -10,7 +10,8 @@
 // up and exit 1.
 //
 // With -metrics ADDR the node serves its Prometheus metrics at
-// http://ADDR/metrics (off by default).
+// http://ADDR/metrics (off by default). It runs Go code on one thread at a
+// time unless -maxprocs says otherwise.
 package main
 
 import (
@@ -22,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -63,6 +65,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		seed      = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
 		metricsAt = fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:4901; empty: off")
 		pprofAt   = fs.String("pprof", "", "serve Go's profiles at http://`ADDR`/debug/pprof/ (keep it on loopback); empty: off")
+		maxprocs  = fs.Int("maxprocs", 1, "threads running Go code at once (GOMAXPROCS) while the node runs; 0: Go's default (the GOMAXPROCS variable, else the CPU count)")
 	)
 	def := replication.DefaultCityConfig("")
 	var repl replication.Config
@@ -79,6 +82,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	loc, err := crdt.ParseLocation(*name)
 	if err != nil || !loc.IsCity() {
 		return fmt.Errorf("-city %q: want a city name such as gotham", *name)
+	}
+	if *maxprocs < 0 {
+		return fmt.Errorf("-maxprocs %d: want 0 or more", *maxprocs)
+	}
+	if *maxprocs > 0 {
+		// A city's work is one actor; with more threads than it can use
+		// they mostly spend CPU waking one another for each message, and
+		// a city shares its machine with the other nodes (README,
+		// "Benchmarks"). Restored when run returns, for in-process tests.
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(*maxprocs))
 	}
 	proto, err := replication.ParseProtocol(*protocol)
 	if err != nil {
@@ -178,7 +191,7 @@ func serve(ctx context.Context, cfg node.Config, cc cityactor.Config, base, log 
 		return nil, err
 	}
 	defer c.Stop()
-	log.Info("city up", "address", n.Address(), "provider", cfg.Provider, "member_id", n.MemberID(), "took", time.Since(start).Round(time.Millisecond))
+	log.Info("city up", "address", n.Address(), "provider", cfg.Provider, "member_id", n.MemberID(), "maxprocs", runtime.GOMAXPROCS(0), "took", time.Since(start).Round(time.Millisecond))
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")

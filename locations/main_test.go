@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,28 @@ func TestMetricsPortTaken(t *testing.T) {
 	err = run(ctx, []string{"-city", "gotham", "-metrics", ln.Addr().String()}, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "-metrics "+ln.Addr().String()) {
 		t.Fatalf("run = %v, want an error naming -metrics %s", err, ln.Addr())
+	}
+}
+
+// TestMaxProcs: a negative -maxprocs is refused before anything starts,
+// and run gives the process its GOMAXPROCS back when it returns.
+func TestMaxProcs(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"-city", "gotham", "-maxprocs", "-1"}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "-maxprocs -1") {
+		t.Fatalf("run = %v, want an error naming -maxprocs -1", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// Fails at the taken metrics port, after -maxprocs took effect.
+	if err := run(context.Background(), []string{"-city", "gotham", "-maxprocs", "1", "-metrics", ln.Addr().String()}, &stderr); err == nil {
+		t.Fatal("run started with its metrics port taken")
+	}
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Fatalf("GOMAXPROCS after run = %d, want %d as before", got, before)
 	}
 }
