@@ -65,7 +65,7 @@ func peer(ctx context.Context, e *env) []row {
 // deadline; a failure or a panic becomes the row's error.
 func (e *env) measurePeer(ctx context.Context, bin string, st jetstream.StorageType) (r row) {
 	r = row{Scenario: "peer", Protocol: peerProtocol(st)}
-	limit := e.pickDur(180*time.Second, 60*time.Second)
+	limit := e.pickDur(300*time.Second, 90*time.Second)
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	log := e.log.With("scenario", "peer", "protocol", r.Protocol)
@@ -87,7 +87,13 @@ func (e *env) measurePeer(ctx context.Context, bin string, st jetstream.StorageT
 		return r
 	}
 	defer c.Stop()
-	if err := runPeer(ctx, e, c, st, &r); err != nil {
+	ours, err := startCluster(ctx, e.bin, spec{Protocol: "default"}, log.With("side", "ours"), out)
+	if err != nil {
+		r.Err = "our cluster beside it: " + err.Error()
+		return r
+	}
+	defer ours.Stop()
+	if err := runPeer(ctx, e, c, ours, st, &r); err != nil {
 		r.Err = err.Error()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			r.Err = fmt.Sprintf("deadline of %v: %v", limit, err)
@@ -103,7 +109,13 @@ type peerKV struct {
 	kvs    []jetstream.KeyValue // kvs[i] talks to server i
 }
 
-func runPeer(ctx context.Context, e *env, c *natsCluster, st jetstream.StorageType, r *row) error {
+// runPeer measures the peer, and our default cluster running beside it
+// (ours), the same way and in turns: a polled write of one, then of the
+// other, and the loads in alternating slices. This machine's speed swings
+// by 1.5x and more from one minute to the next; measured in turns, a
+// spell falls on both, and the ratios hold. Our figures go into r as
+// ours_<metric>.
+func runPeer(ctx context.Context, e *env, c *natsCluster, ours *cluster, st jetstream.StorageType, r *row) error {
 	b, err := createBucket(ctx, c, st)
 	if err != nil {
 		return err
@@ -119,19 +131,35 @@ func runPeer(ctx context.Context, e *env, c *natsCluster, st jetstream.StorageTy
 	// Write → every node, each node's replica read every 1 ms, as
 	// write_to_all probes every city.
 	p := progress{log: c.log}
-	var lat, api []time.Duration
+	var lat, api, olat, oapi []time.Duration
 	for i := range n {
-		w, err := b.putEverywhere(ctx, fmt.Sprintf("p.%d", i), value)
-		if err != nil {
-			return err
+		for turn := range 2 {
+			if (turn == 0) == (i%2 == 0) { // who goes first alternates
+				w, err := b.putEverywhere(ctx, fmt.Sprintf("p.%d", i), value)
+				if err != nil {
+					return err
+				}
+				lat, api = append(lat, w.all), append(api, w.api)
+				continue
+			}
+			w, err := writeEverywhere(ctx, ours, i, time.Millisecond)
+			if err != nil {
+				return fmt.Errorf("ours: %w", err)
+			}
+			olat, oapi = append(olat, w.all), append(oapi, w.api)
 		}
-		lat, api = append(lat, w.all), append(api, w.api)
 		p.log2s("polled writes", "done", i+1, "of", n)
 	}
 	r.setLatency(lat)
 	s := summarize(api)
 	r.set("api_p50_ms", ms(s.P50))
 	r.set("api_p99_ms", ms(s.P99))
+	s = summarize(olat)
+	r.set("ours_p50_ms", ms(s.P50))
+	r.set("ours_p99_ms", ms(s.P99))
+	s = summarize(oapi)
+	r.set("ours_api_p50_ms", ms(s.P50))
+	r.set("ours_api_p99_ms", ms(s.P99))
 
 	// The same with a watcher through each server instead of reads.
 	watched, err := b.watchEverywhere(ctx, n, value)
@@ -142,7 +170,7 @@ func runPeer(ctx context.Context, e *env, c *natsCluster, st jetstream.StorageTy
 	r.set("watch_p50_ms", ms(s.P50))
 	r.set("watch_p99_ms", ms(s.P99))
 
-	return b.throughput(ctx, e, value, r)
+	return b.throughput(ctx, e, ours, value, r)
 }
 
 // createBucket creates the bucket with three replicas, retrying while the
@@ -329,18 +357,37 @@ func (b *peerKV) watchEverywhere(ctx context.Context, n int, value []byte) ([]ti
 // (as our throughput row), each its own connection, spread over the
 // servers; server CPU per write; then every acknowledged key must be in
 // every replica.
-func (b *peerKV) throughput(ctx context.Context, e *env, value []byte, r *row) error {
+func (b *peerKV) throughput(ctx context.Context, e *env, ours *cluster, value []byte, r *row) error {
 	dur := e.pickDur(10*time.Second, 2*time.Second)
+	slice := dur / throughputSlices
 	var (
 		keys   []string
+		ids    []string
 		maxRev uint64
 	)
 	for _, clients := range []int{loadClients, saturatingClients} {
-		l, err := b.load(ctx, clients, dur, value)
-		if err != nil {
-			return err
+		var l peerLoad
+		var o loadTotal
+		for sl := range throughputSlices {
+			for turn := range 2 {
+				if (turn == 0) == (sl%2 == 0) { // ABBA...
+					part, err := b.load(ctx, clients, slice, value)
+					if err != nil {
+						return err
+					}
+					l.add(part)
+					continue
+				}
+				cpu0 := ours.cpu()
+				res := runLoad(ctx, ours.log, ours.API(), clients, slice, 0)
+				o.add(res, ours.cpu().since(cpu0))
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+			}
 		}
 		keys, maxRev = append(keys, l.keys...), max(maxRev, l.maxRev)
+		ids = append(ids, o.res.ids...)
 		sfx := suffix(clients)
 		r.set("per_s"+sfx, float64(len(l.keys))/l.elapsed.Seconds())
 		s := summarize(l.lat)
@@ -352,6 +399,30 @@ func (b *peerKV) throughput(ctx context.Context, e *env, value []byte, r *row) e
 		if len(l.keys) > 0 {
 			r.set("cpu_us_per_write"+sfx, l.servers*1e6/float64(len(l.keys))) // as throughput's
 		}
+		b.c.log.Info("load done", "clients", clients, "acked", len(l.keys), "per_s", int(float64(len(l.keys))/l.elapsed.Seconds()), "errors", l.failed)
+
+		r.set("ours_per_s"+sfx, o.res.perSecond())
+		s = summarize(o.res.lat)
+		r.set("ours_load_p50_ms"+sfx, ms(s.P50))
+		r.set("ours_load_p99_ms"+sfx, ms(s.P99))
+		r.set("ours_errors"+sfx, float64(o.res.failed))
+		nodes := 0.0
+		for name, v := range o.used {
+			if name != "bench" {
+				nodes += v
+			}
+		}
+		if n := len(o.res.ids); n > 0 {
+			r.set("ours_cpu_us_per_write"+sfx, nodes*1e6/float64(n))
+		}
+		ours.log.Info("load done", "clients", clients, "acked", len(o.res.ids), "per_s", int(o.res.perSecond()), "errors", o.res.failed)
+	}
+	var delivered row
+	if err := e.checkDelivered(ctx, ours, &delivered, ids); err != nil {
+		return fmt.Errorf("ours: %w", err)
+	}
+	if v, ok := delivered.get("lost"); ok {
+		r.set("ours_lost", v)
 	}
 	// Bounded wait until every replica holds the last acknowledged
 	// sequence, then read each replica whole and look for every key.
@@ -386,6 +457,7 @@ func (b *peerKV) throughput(ctx context.Context, e *env, value []byte, r *row) e
 	}
 	r.set("lost", float64(len(missing)))
 	r.note("per_s/lost: %d clients' acknowledged puts for %v, then %d clients' (metrics ending _%d), each key then looked for in every replica", loadClients, dur, saturatingClients, saturatingClients)
+	r.note("ours_*: our default cluster running beside it, measured the same way in turns (polled writes one each, loads in %d slices each, ABBA)", throughputSlices)
 	return nil
 }
 
@@ -397,6 +469,15 @@ type peerLoad struct {
 	maxRev         uint64 // the highest acknowledged revision
 	elapsed        time.Duration
 	servers, bench float64 // CPU seconds used meanwhile
+}
+
+// add sums another slice of the same load into l.
+func (l *peerLoad) add(o peerLoad) {
+	l.keys, l.lat = append(l.keys, o.keys...), append(l.lat, o.lat...)
+	l.failed += o.failed
+	l.maxRev = max(l.maxRev, o.maxRev)
+	l.elapsed += o.elapsed
+	l.servers, l.bench = l.servers+o.servers, l.bench+o.bench
 }
 
 // load runs clients clients putting keys for dur, each on its own
@@ -538,7 +619,7 @@ func peerRatios(rows []row) []row {
 		}
 		r := row{Scenario: "peer_ratio", Protocol: "ours/" + p.Protocol}
 		for _, cmp := range comparisons {
-			o, ok1 := ourFigure(rows, cmp)
+			o, ok1 := ourFigure(rows, cmp, &p)
 			v, ok2 := cmp.value(&p)
 			if ok1 && ok2 && v > 0 {
 				r.set("ratio_"+cmp.name, o/v)
@@ -552,7 +633,13 @@ func peerRatios(rows []row) []row {
 	return out
 }
 
-func ourFigure(rows []row, cmp comparison) (float64, bool) {
+// ourFigure returns our figure to set beside peer's: the one measured
+// beside it (its ours_<metric> metrics) when it has them, else the one
+// from our own scenario's row.
+func ourFigure(rows []row, cmp comparison, peer *row) (float64, bool) {
+	if beside, ok := oursBeside(peer); ok {
+		return cmp.value(&beside)
+	}
 	for _, r := range rows {
 		if r.Scenario == cmp.ourScenario && r.Protocol == "default" && r.Err == "" {
 			return cmp.value(&r)
@@ -561,9 +648,22 @@ func ourFigure(rows []row, cmp comparison) (float64, bool) {
 	return 0, false
 }
 
-// writeSideBySide prints the compared figures of ours and of every peer
-// row, with the ratio ours / peer, when rows hold a peer row; the peer's
-// other figures (watchers, lost writes) are in its row.
+// oursBeside returns our figures measured beside the peer row p (its
+// ours_<metric> metrics, renamed <metric>), if it has any.
+func oursBeside(p *row) (row, bool) {
+	var out row
+	for _, m := range p.Metrics {
+		if name, ok := strings.CutPrefix(m.Name, "ours_"); ok {
+			out.set(name, m.Value)
+		}
+	}
+	return out, len(out.Metrics) > 0
+}
+
+// writeSideBySide prints the compared figures of every peer row beside
+// ours (measured beside it when the row holds them, else from our own
+// rows), with the ratio ours / peer; the peer's other figures (watchers,
+// lost writes) are in its row.
 func writeSideBySide(w io.Writer, rows []row) error {
 	var peers []row
 	for _, r := range rows {
@@ -575,28 +675,26 @@ func writeSideBySide(w io.Writer, rows []row) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	head := []string{"side by side", "ours"}
-	ours := 0
+	head := []string{"side by side"}
 	for _, p := range peers {
-		head = append(head, p.Protocol, "ours/peer")
+		head = append(head, "ours", p.Protocol, "ours/peer")
 	}
 	fmt.Fprintln(tw, "\n"+strings.Join(head, "\t"))
+	missing := false
 	for _, cmp := range comparisons {
-		o, ok := ourFigure(rows, cmp)
-		if ok {
-			ours++
-		}
-		cells := []string{cmp.label, dash(ok, formatValue(o))}
+		cells := []string{cmp.label}
 		for _, p := range peers {
+			o, ok := ourFigure(rows, cmp, &p)
+			missing = missing || !ok
 			v, okp := cmp.value(&p)
-			cells = append(cells, dash(okp, formatValue(v)), dash(ok && okp && v > 0, formatValue(o/v)))
+			cells = append(cells, dash(ok, formatValue(o)), dash(okp, formatValue(v)), dash(ok && okp && v > 0, formatValue(o/v)))
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if ours < len(comparisons) {
+	if missing {
 		_, err := fmt.Fprintln(w, "  ours: run with -scenarios peer,write_to_all,throughput for every figure")
 		return err
 	}

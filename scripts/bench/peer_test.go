@@ -259,3 +259,32 @@ func TestNATSReplicaReads(t *testing.T) {
 		}
 	}
 }
+
+// TestOursBesideWins: a peer row holding our figures measured beside it
+// (ours_<metric>) is compared with those alone, not with our own
+// scenarios' rows, which ran at another time.
+func TestOursBesideWins(t *testing.T) {
+	rows := comparedRows()
+	rows[4].set("ours_p50_ms", 0.75)
+	rows[4].set("ours_cpu_us_per_write_64", 100)
+	got := peerRatios(rows)
+	if len(got) != 1 {
+		t.Fatalf("ratio rows %+v", got)
+	}
+	want := map[string]float64{"ratio_p50_ms": 0.5, "ratio_cpu_us_per_write_64": 0.5, "ratio_per_s_per_core_64": 2}
+	for name, w := range want {
+		if v, ok := got[0].get(name); !ok || math.Abs(v-w) > 1e-9 {
+			t.Errorf("%s = %v (%v), want %v", name, v, ok, w)
+		}
+	}
+	if len(got[0].Metrics) != len(want) {
+		t.Errorf("metrics %+v: figures not measured beside it were compared", got[0].Metrics)
+	}
+	var b bytes.Buffer
+	if err := writeSideBySide(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(strings.Join(strings.Fields(out), " "), "read every 1 ms 0.75 1.50 0.50") || !strings.Contains(out, "ours: run with") {
+		t.Errorf("side by side:\n%s", out)
+	}
+}
