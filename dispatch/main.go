@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		protocol = fs.String("protocol", "default", "replication protocol: default or original")
 		gossip   = fs.Duration("gossip", time.Second, "gossip interval")
 		poll     = fs.Duration("poll", 2*time.Second, "poll interval")
-		window   = fs.Duration("push-window", replication.DefaultDispatchConfig("").PushWindow, "how long writes that follow a push are coalesced into the next one (a write after a quiet spell goes at once; with a write quorum, writes also gather while a push awaits its acknowledgements); negative: never wait")
+		window   = fs.Duration("push-window", replication.DefaultDispatchConfig("").PushWindow, "with -write-quorum 0: how long writes that follow a push are coalesced into the next one (a write after a quiet spell goes at once; negative: never wait); with a write quorum, confirmations pace the pushes instead")
 		seed     = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed")
 		slot     = fs.Int("slot", 0, "node slot (0 is dispatch's)")
 		quorum   = fs.String("write-quorum", "1", "acknowledge a create, terminate or assign home once this many cities merged it: a count, all (every city up), or 0 (from dispatch's memory: a crash right after can lose it)")

@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		seed      = fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed of the city's rules")
 		metricsAt = fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics, e.g. 127.0.0.1:4901; empty: off")
 		pprofAt   = fs.String("pprof", "", "serve Go's profiles at http://`ADDR`/debug/pprof/ (keep it on loopback); empty: off")
-		maxprocs  = fs.Int("maxprocs", 1, "threads running Go code at once (GOMAXPROCS) while the node runs; 0: Go's default (the GOMAXPROCS variable, else the CPU count)")
+		maxprocs  = fs.Int("maxprocs", 1, "threads running Go code at once (GOMAXPROCS) while the node runs; 0: Go's default (the CPU count). A GOMAXPROCS variable replaces the default 1")
 	)
 	def := replication.DefaultCityConfig("")
 	var repl replication.Config
@@ -86,11 +86,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *maxprocs < 0 {
 		return fmt.Errorf("-maxprocs %d: want 0 or more", *maxprocs)
 	}
-	if *maxprocs > 0 {
+	if *maxprocs > 0 && (os.Getenv("GOMAXPROCS") == "" || flagSet(fs, "maxprocs")) {
 		// A city's work is one actor; with more threads than it can use
 		// they mostly spend CPU waking one another for each message, and
 		// a city shares its machine with the other nodes (README,
-		// "Benchmarks"). Restored when run returns, for in-process tests.
+		// "Metrics"). A GOMAXPROCS variable wins over the default, not
+		// over the flag. Restored when run returns, for in-process tests.
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(*maxprocs))
 	}
 	proto, err := replication.ParseProtocol(*protocol)
@@ -224,4 +225,11 @@ func serveMetrics(addr, city string, stats *cityactor.Stats, log *slog.Logger) (
 		return nil, err
 	}
 	return metrics.Listen(addr, reg, log.With("actor", "metrics"))
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -87,7 +87,7 @@ func (e *env) measurePeer(ctx context.Context, bin string, st jetstream.StorageT
 		return r
 	}
 	defer c.Stop()
-	ours, err := startCluster(ctx, e.bin, spec{Protocol: "default"}, log.With("side", "ours"), out)
+	ours, err := startBeside(ctx, e, spec{Protocol: "default"}, log.With("side", "ours"), out)
 	if err != nil {
 		r.Err = "our cluster beside it: " + err.Error()
 		return r
@@ -421,8 +421,10 @@ func (b *peerKV) throughput(ctx context.Context, e *env, ours *cluster, value []
 	if err := e.checkDelivered(ctx, ours, &delivered, ids); err != nil {
 		return fmt.Errorf("ours: %w", err)
 	}
-	if v, ok := delivered.get("lost"); ok {
-		r.set("ours_lost", v)
+	for _, name := range []string{"lost", "replicas_equal", "converge_ms"} {
+		if v, ok := delivered.get(name); ok {
+			r.set("ours_"+name, v)
+		}
 	}
 	// Bounded wait until every replica holds the last acknowledged
 	// sequence, then read each replica whole and look for every key.
@@ -553,7 +555,7 @@ func (b *peerKV) load(ctx context.Context, clients int, dur time.Duration, value
 	}
 	bench1, _ := cpuSeconds(os.Getpid())
 	l.servers, l.bench = cpu1-cpu0, bench1-bench0
-	b.c.log.Info("load done", "clients", clients, "acked", len(l.keys), "per_s", int(float64(len(l.keys))/l.elapsed.Seconds()), "errors", l.failed)
+	b.c.log.Debug("load slice done", "clients", clients, "acked", len(l.keys), "per_s", int(float64(len(l.keys))/l.elapsed.Seconds()), "errors", l.failed)
 	return l, nil
 }
 

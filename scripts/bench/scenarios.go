@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -359,26 +360,45 @@ func throughput(ctx context.Context, e *env) []row {
 	q1spec := spec{Protocol: "default"}
 	if e.quick {
 		return append(rows, e.measure(ctx, "throughput", q1spec, 90*time.Second, func(ctx context.Context, c *cluster, r *row) error {
-			return e.throughputLoads(ctx, floor, []*cluster{c}, []*row{r})
+			return e.throughputLoads(ctx, floor, []side{{c, r, "ours"}})
 		}))
 	}
-	q0spec := spec{Protocol: "default", DispatchArgs: []string{"-write-quorum", "0"}}
-	var q0 row
-	q1 := e.measure(ctx, "throughput", q1spec, 240*time.Second, func(ctx context.Context, c1 *cluster, r1 *row) error {
-		q0 = e.measure(ctx, "throughput_quorum0", q0spec, 220*time.Second, func(ctx context.Context, c0 *cluster, r0 *row) error {
-			return e.throughputLoads(ctx, floor, []*cluster{c1, c0}, []*row{r1, r0})
-		})
-		if q0.Err != "" {
-			return fmt.Errorf("the quorum-0 cluster beside it: %s", q0.Err)
+	// The quorum-0 row comes back through a channel: a scenario that
+	// misses its hard deadline is abandoned, not stopped.
+	q0c := make(chan row, 1)
+	q1 := e.measure(ctx, "throughput", q1spec, 240*time.Second, func(ctx context.Context, c *cluster, r *row) error {
+		q0 := row{Scenario: "throughput", Protocol: "quorum-0"}
+		defer func() { q0c <- q0 }()
+		log := e.log.With("scenario", "throughput", "protocol", q0.Protocol)
+		out := newTail(256<<10, e.echo)
+		c0, err := startBeside(ctx, e, spec{Protocol: "default", DispatchArgs: []string{"-write-quorum", "0"}}, log, out)
+		if err != nil {
+			q0.Err = "cluster start: " + err.Error()
+			log.Error("scenario failed", "err", q0.Err)
+			return e.throughputLoads(ctx, floor, []side{{c, r, "ours"}}) // ours alone
 		}
-		return nil
+		defer c0.Stop()
+		err = e.throughputLoads(ctx, floor, []side{{c, r, "ours"}, {c0, &q0, "quorum-0"}})
+		if err != nil && q0.Err == "" {
+			q0.Err = "measured beside ours, which failed: " + err.Error()
+			for _, l := range out.lines(30) {
+				log.Info("node output", "line", l)
+			}
+		}
+		return err
 	})
-	q0.Scenario, q0.Protocol, q0.Targets = "throughput", "quorum-0", nil
+	var q0 row
+	select {
+	case q0 = <-q0c:
+	default:
+		q0 = row{Scenario: "throughput", Protocol: "quorum-0", Err: "no result: the scenario missed its deadline"}
+	}
+	q0.Targets = nil
 	q0.note("dispatch acknowledges from its own memory (-write-quorum 0): can lose acknowledged writes; the comparison only")
 	for _, sfx := range []string{"", suffix(saturatingClients)} {
 		a, ok1 := q1.get("per_s" + sfx)
 		b, ok2 := q0.get("per_s" + sfx)
-		if ok1 && ok2 && b > 0 {
+		if ok1 && ok2 && b > 0 && q0.Err == "" {
 			q1.set("vs_quorum0"+sfx, a/b)
 		}
 	}
@@ -393,9 +413,26 @@ func throughput(ctx context.Context, e *env) []row {
 	return append(rows, q1, q0)
 }
 
-// throughputSlices is how many slices each load is cut into when the
-// throughput rows alternate two clusters.
-const throughputSlices = 5
+// startBeside starts a cluster of sp to measure beside another, retrying
+// once on other ports as measure does.
+func startBeside(ctx context.Context, e *env, sp spec, log *slog.Logger, out *tail) (*cluster, error) {
+	c, err := startCluster(ctx, e.bin, sp, log, out)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("cluster start failed; retrying once on other ports", "err", err)
+		c, err = startCluster(ctx, e.bin, sp, log, out)
+	}
+	if err != nil {
+		for _, l := range out.lines(30) {
+			log.Info("node output", "line", l)
+		}
+	}
+	return c, err
+}
+
+// throughputSlices is how many slices each load is cut into when two
+// clusters take turns; even, so that the ABBA order gives each the first
+// turn as often.
+const throughputSlices = 4
 
 // suffix names the metrics of the load with n clients, when n is not
 // loadClients.
@@ -425,49 +462,57 @@ func (t *loadTotal) add(res loadResult, used cpuUse) {
 	}
 }
 
-// throughputLoads loads each cluster with loadClients clients for 10 s in
-// all, then with saturatingClients for 10 s; with more than one cluster
-// the loads alternate between them in throughputSlices slices (in the
-// order ABBA..., so a spell that starts or ends mid-way favours neither).
-// The figures of cs[i] go into rs[i]. Then every acknowledged create must
-// be in every city of its cluster.
-func (e *env) throughputLoads(ctx context.Context, floor float64, cs []*cluster, rs []*row) error {
-	ids := make([][]string, len(cs))
-	for _, r := range rs {
-		r.Targets = []target{atLeast("floor_ratio", 0.5), atMost("lost", 0)}
+// side is one cluster a load runs against, the row its figures go into,
+// and its name for errors.
+type side struct {
+	c    *cluster
+	r    *row
+	name string
+}
+
+// throughputLoads loads each side's cluster with loadClients clients for
+// 10 s in all, then with saturatingClients for 10 s; with more than one
+// side the loads take turns in throughputSlices slices (in the order
+// ABBA..., so a spell that starts or ends mid-way favours neither). The
+// first side is this run's own (its rate paces the loaded write_to_all).
+// Then every acknowledged create must be in every city of its cluster.
+func (e *env) throughputLoads(ctx context.Context, floor float64, sides []side) error {
+	ids := make([][]string, len(sides))
+	for _, sd := range sides {
+		sd.r.Targets = []target{atLeast("floor_ratio", 0.5), atMost("lost", 0)}
 	}
 	for _, clients := range []int{loadClients, saturatingClients} {
 		n := 1
-		if len(cs) > 1 {
+		if len(sides) > 1 {
 			n = throughputSlices
 		}
 		slice := e.pickDur(10*time.Second, 2*time.Second) / time.Duration(n)
-		tot := make([]loadTotal, len(cs))
+		tot := make([]loadTotal, len(sides))
 		for s := range n {
-			for k := range cs {
+			for k := range sides {
 				i := k
 				if s%2 == 1 {
-					i = len(cs) - 1 - k
+					i = len(sides) - 1 - k
 				}
-				c := cs[i]
+				c := sides[i].c
 				cpu0 := c.cpu()
 				res := runLoad(ctx, c.log, c.API(), clients, slice, 0)
 				tot[i].add(res, c.cpu().since(cpu0))
-				if ctx.Err() != nil {
-					return ctx.Err()
+				if err := ctx.Err(); err != nil {
+					return fmt.Errorf("%s: %w", sides[i].name, err)
 				}
 			}
 		}
-		for i, c := range cs {
-			e.setLoad(rs[i], clients, tot[i], floor, i == 0)
+		for i, sd := range sides {
+			e.setLoad(sd.r, clients, tot[i], floor, i == 0)
 			ids[i] = append(ids[i], tot[i].res.ids...)
-			c.log.Info("load done", "clients", clients, "acked", len(tot[i].res.ids), "per_s", int(tot[i].res.perSecond()), "errors", tot[i].res.failed)
+			sd.c.log.Info("load done", "clients", clients, "acked", len(tot[i].res.ids), "per_s", int(tot[i].res.perSecond()), "errors", tot[i].res.failed)
 		}
 	}
-	for i, c := range cs {
-		rs[i].note("%d clients, then %d (metrics ending _%d); p50/p99/max_ms: API create latency under load; floor_ratio: per_s over the HTTP floor's; cpu_us_per_write: CPU of every node per acknowledged create; cores_*: CPU used during the load, in cores", loadClients, saturatingClients, saturatingClients)
-		if err := e.checkDelivered(ctx, c, rs[i], ids[i]); err != nil {
-			return err
+	for i, sd := range sides {
+		sd.r.note("%d clients, then %d (metrics ending _%d); p50/p99/max_ms: API create latency under load; floor_ratio: per_s over the HTTP floor's; cpu_us_per_write: CPU of every node per acknowledged create; cores_*: CPU used during the load, in cores", loadClients, saturatingClients, saturatingClients)
+		if err := e.checkDelivered(ctx, sd.c, sd.r, ids[i]); err != nil {
+			return fmt.Errorf("%s: %w", sd.name, err)
 		}
 	}
 	return nil
