@@ -511,7 +511,7 @@ func (e *env) throughputLoads(ctx context.Context, floor float64, sides []side) 
 	}
 	for i, sd := range sides {
 		sd.r.note("%d clients, then %d (metrics ending _%d); p50/p99/max_ms: API create latency under load; floor_ratio: per_s over the HTTP floor's; cpu_us_per_write: CPU of every node per acknowledged create; cores_*: CPU used during the load, in cores", loadClients, saturatingClients, saturatingClients)
-		if err := e.checkDelivered(ctx, sd.c, sd.r, ids[i]); err != nil {
+		if err := e.checkDelivered(ctx, sd.c, sd.r, ids[i], 0); err != nil {
 			return fmt.Errorf("%s: %w", sd.name, err)
 		}
 	}
@@ -551,16 +551,17 @@ func (e *env) setLoad(r *row, clients int, t loadTotal, floor float64, main bool
 }
 
 // checkDelivered waits, bounded, for every city to hold at least the
-// acknowledged heroes with equal replicas, then checks every id in every
-// city: lost counts the acknowledged creates missing from any.
-func (e *env) checkDelivered(ctx context.Context, c *cluster, r *row, ids []string) error {
+// acknowledged heroes (and the others more the cluster was given before)
+// with equal replicas, then checks every id in every city: lost counts
+// the acknowledged creates missing from any.
+func (e *env) checkDelivered(ctx context.Context, c *cluster, r *row, ids []string, others int) error {
 	waited := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, e.pickDur(20*time.Second, 10*time.Second))
 	err := localcluster.Poll(cctx, 100*time.Millisecond, func() (bool, error) {
 		infos, _ := c.Digests(cctx, c.spec.Cities)
 		_, equal := localcluster.Converged(infos, c.spec.Cities)
 		for _, info := range infos {
-			equal = equal && info.Heroes >= len(ids)
+			equal = equal && info.Heroes >= len(ids)+others
 		}
 		return equal, nil
 	})
