@@ -104,6 +104,9 @@ func TestMetricsPortTaken(t *testing.T) {
 // TestMaxProcs: a negative -maxprocs is refused before anything starts,
 // and run gives the process its GOMAXPROCS back when it returns.
 func TestMaxProcs(t *testing.T) {
+	// Hold 2 for the test, so a run that set 1 and forgot to restore it
+	// fails here even on a 1-core machine.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	before := runtime.GOMAXPROCS(0)
 	var stderr bytes.Buffer
 	err := run(context.Background(), []string{"-city", "gotham", "-maxprocs", "-1"}, &stderr)
