@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -152,6 +153,22 @@ type Stats struct {
 	// WritesAcked and WritesFailed count local writes confirmed by the
 	// write quorum, and those that could not be.
 	WritesAcked, WritesFailed uint64
+	// Confirmed counts the pushes the write quorum confirmed, and
+	// ConfirmNanos sums the time from each one's sending to its
+	// confirmation: a write waits about that long, plus the wait for the
+	// push before it when one was out.
+	Confirmed, ConfirmNanos uint64
+	// ConfirmBuckets[i] counts the pushes confirmed within
+	// ConfirmBounds[i] and after any smaller bound (not cumulative); the
+	// last counts those past every bound.
+	ConfirmBuckets [len(ConfirmBounds) + 1]uint64
+}
+
+// ConfirmBounds are the upper bounds of Stats.ConfirmBuckets.
+var ConfirmBounds = [...]time.Duration{
+	500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond,
+	250 * time.Millisecond, time.Second,
 }
 
 // Add returns the field-by-field sum of s and o: the counters of a node
@@ -174,6 +191,11 @@ func (s Stats) Add(o Stats) Stats {
 	s.Collected += o.Collected
 	s.WritesAcked += o.WritesAcked
 	s.WritesFailed += o.WritesFailed
+	s.Confirmed += o.Confirmed
+	s.ConfirmNanos += o.ConfirmNanos
+	for i := range s.ConfirmBuckets {
+		s.ConfirmBuckets[i] += o.ConfirmBuckets[i]
+	}
 	return s
 }
 
@@ -207,6 +229,7 @@ type pushTrack struct {
 	writes   []uint64
 	need     int
 	from     []string
+	sent     int64
 	deadline int64
 }
 
@@ -661,7 +684,7 @@ func (e *Engine) track(n int) (uint64, int) {
 	}
 	id := e.nextID
 	e.nextID++
-	e.inflight[id] = &pushTrack{writes: writes, need: need, deadline: e.now + int64(e.cfg.AckTimeout)}
+	e.inflight[id] = &pushTrack{writes: writes, need: need, sent: e.now, deadline: e.now + int64(e.cfg.AckTimeout)}
 	return id, min(n, need+1)
 }
 
@@ -682,9 +705,21 @@ func (e *Engine) onPushAck(m Message) {
 	delete(e.inflight, m.Exchange)
 	e.rd.Acked = append(e.rd.Acked, t.writes...)
 	e.stats.WritesAcked += uint64(len(t.writes))
+	e.confirmed(time.Duration(e.now - t.sent))
 	if e.pushAt != 0 && e.now >= e.pushAt && !e.awaiting() {
 		e.flush() // the writes that gathered while it was out
 	}
+}
+
+// confirmed counts a push the write quorum confirmed d after it left.
+func (e *Engine) confirmed(d time.Duration) {
+	i := 0
+	for i < len(ConfirmBounds) && d > ConfirmBounds[i] {
+		i++
+	}
+	e.stats.ConfirmBuckets[i]++
+	e.stats.Confirmed++
+	e.stats.ConfirmNanos += uint64(max(d, 0))
 }
 
 // holds reports whether the replica holds every write in d, or a

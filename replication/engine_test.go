@@ -122,8 +122,16 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("acked %v failed %v, want %v once", rd.Acked, rd.Failed, batch)
 	}
 	e.Advance()
-	if st := e.Stats(); st.WritesAcked != 5 {
+	st := e.Stats()
+	if st.WritesAcked != 5 {
 		t.Fatalf("WritesAcked = %d, want 5", st.WritesAcked)
+	}
+	// Three pushes were confirmed: the second 49.5 ms after it left (at
+	// 0.5 ms, confirmed at 50 ms), the others at once.
+	var buckets [len(replication.ConfirmBounds) + 1]uint64
+	buckets[0], buckets[slices.Index(replication.ConfirmBounds[:], 50*time.Millisecond)] = 2, 1
+	if st.Confirmed != 3 || time.Duration(st.ConfirmNanos) != 49500*time.Microsecond || st.ConfirmBuckets != buckets {
+		t.Fatalf("Confirmed %d in %v, buckets %v; want 3 in 49.5ms, buckets %v", st.Confirmed, time.Duration(st.ConfirmNanos), st.ConfirmBuckets, buckets)
 	}
 }
 

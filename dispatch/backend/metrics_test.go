@@ -72,6 +72,10 @@ func TestCreateRaisesDispatchPushes(t *testing.T) {
 	if v := after.Value("superhero_replication_writes_total", "outcome", "acked"); v != 1 {
 		t.Errorf("acked writes = %v, want 1", v)
 	}
+	const confirm = "superhero_replication_push_confirm_seconds"
+	if n, in1s := after.Value(confirm+"_count"), after.Value(confirm+"_bucket", "le", "1"); n != 1 || in1s != 1 {
+		t.Errorf("push confirmations: %v, %v of them within 1 s; want 1", n, in1s)
+	}
 	// Dispatch caught up by reading every city: exchanges it started.
 	if v := after.Value("superhero_replication_sync_rounds_total"); v < 3 {
 		t.Errorf("sync rounds = %v, want at least one per city", v)

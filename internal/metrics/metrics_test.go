@@ -74,6 +74,7 @@ func TestEndpointServesTheNodesMetrics(t *testing.T) {
 		"superhero_replication_refused_total", "superhero_replication_tombstones_collected_total",
 		"superhero_replication_writes_total", "superhero_supervisor_restarts_total",
 		"superhero_replication_timer_lateness_seconds_count", "superhero_replication_timer_lateness_seconds_bucket",
+		"superhero_replication_push_confirm_seconds_count", "superhero_replication_push_confirm_seconds_bucket",
 		"go_goroutines", "process_resident_memory_bytes",
 	} {
 		if !before.Has(name, "node", "gotham") {

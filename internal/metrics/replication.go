@@ -27,6 +27,9 @@ var (
 	latenessDesc = prometheus.NewDesc("superhero_replication_timer_lateness_seconds",
 		"How late the actor that owns the replication engine handled each of the engine's deadlines (push window, gossip, poll, anti-entropy, exchange and ack timeouts), from the deadline to the first message it handled after it. Anything past 0.1 s means its mailbox is too busy: exchanges time out and writes answer \"outcome unknown\".",
 		nil, nil)
+	confirmDesc = prometheus.NewDesc("superhero_replication_push_confirm_seconds",
+		"With a write quorum (dispatch): from a push that carries writes waiting for the quorum leaving this node to its confirmation by enough replicas. A create, terminate or assign home waits about this long, plus the rest of the push before it when one was out.",
+		nil, nil)
 )
 
 // engineCounter is one counter read from the engines' summed Stats.
@@ -75,6 +78,7 @@ func (replicationCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sentBytesDesc
 	ch <- droppedDesc
 	ch <- latenessDesc
+	ch <- confirmDesc
 	seen := map[*prometheus.Desc]bool{}
 	for _, c := range engineCounters {
 		if !seen[c.desc] {
@@ -98,6 +102,13 @@ func (c replicationCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstHistogram(latenessDesc, late.Count, late.Sum.Seconds(), buckets)
 	st := c.t.Engine()
+	confirms := make(map[float64]uint64, len(replication.ConfirmBounds))
+	var n uint64
+	for i, b := range replication.ConfirmBounds {
+		n += st.ConfirmBuckets[i]
+		confirms[b.Seconds()] = n
+	}
+	ch <- prometheus.MustNewConstHistogram(confirmDesc, st.Confirmed, float64(st.ConfirmNanos)/1e9, confirms)
 	for _, e := range engineCounters {
 		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, float64(e.value(st)), e.labels...)
 	}
