@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/superhero-cluster/superhero/internal/localcluster"
+	"github.com/superhero-cluster/superhero/internal/metrics/metricstest"
 )
 
 // writeToAll: a create through the API until every city replica holds it,
@@ -447,6 +448,36 @@ func suffix(n int) string {
 type loadTotal struct {
 	res  loadResult
 	used cpuUse
+	repl replDiff
+}
+
+// replDiff is what dispatch's replication metrics rose by during a load:
+// its pushes and their entries, and the confirmations of its pushes by
+// the write quorum (their count and time, summed).
+type replDiff struct {
+	pushes, entries, confirms, confirmSecs float64
+}
+
+// dispatchRepl scrapes dispatch's replication metrics; ok is false when
+// /metrics could not be read (the figures that need it are then left out).
+func dispatchRepl(c *cluster) (replDiff, bool) {
+	s, err := metricstest.TryScrape("http://" + c.HTTPAddr() + "/metrics")
+	if err != nil {
+		c.log.Warn("metrics not read", "err", err)
+		return replDiff{}, false
+	}
+	const confirm = "superhero_replication_push_confirm_seconds"
+	return replDiff{
+		pushes:      s.Value("superhero_replication_sent_messages_total", "kind", "push"),
+		entries:     s.Value("superhero_replication_push_entries_total"),
+		confirms:    s.Value(confirm + "_count"),
+		confirmSecs: s.Value(confirm + "_sum"),
+	}, true
+}
+
+// plus returns d and o summed, each scaled by k (k -1 subtracts o).
+func (d replDiff) plus(o replDiff, k float64) replDiff {
+	return replDiff{d.pushes + k*o.pushes, d.entries + k*o.entries, d.confirms + k*o.confirms, d.confirmSecs + k*o.confirmSecs}
 }
 
 func (t *loadTotal) add(res loadResult, used cpuUse) {
@@ -496,8 +527,12 @@ func (e *env) throughputLoads(ctx context.Context, floor float64, sides []side) 
 				}
 				c := sides[i].c
 				cpu0 := c.cpu()
+				repl0, ok0 := dispatchRepl(c)
 				res := runLoad(ctx, c.log, c.API(), clients, slice, 0)
 				tot[i].add(res, c.cpu().since(cpu0))
+				if repl1, ok1 := dispatchRepl(c); ok0 && ok1 {
+					tot[i].repl = tot[i].repl.plus(repl1.plus(repl0, -1), 1)
+				}
 				if err := ctx.Err(); err != nil {
 					return fmt.Errorf("%s: %w", sides[i].name, err)
 				}
@@ -510,7 +545,7 @@ func (e *env) throughputLoads(ctx context.Context, floor float64, sides []side) 
 		}
 	}
 	for i, sd := range sides {
-		sd.r.note("%d clients, then %d (metrics ending _%d); p50/p99/max_ms: API create latency under load; floor_ratio: per_s over the HTTP floor's; cpu_us_per_write: CPU of every node per acknowledged create; cores_*: CPU used during the load, in cores", loadClients, saturatingClients, saturatingClients)
+		sd.r.note("%d clients, then %d (metrics ending _%d); p50/p99/max_ms: API create latency under load; floor_ratio: per_s over the HTTP floor's; cpu_us_per_write: CPU of every node per acknowledged create; cores_*: CPU used during the load, in cores; writes_per_push: entries per push dispatch sent; confirm_ms: mean time from a push leaving dispatch to its confirmation by the write quorum", loadClients, saturatingClients, saturatingClients)
 		if err := e.checkDelivered(ctx, sd.c, sd.r, ids[i], 0); err != nil {
 			return fmt.Errorf("%s: %w", sd.name, err)
 		}
@@ -542,6 +577,12 @@ func (e *env) setLoad(r *row, clients int, t loadTotal, floor float64, main bool
 	}
 	if n := len(res.ids); n > 0 {
 		r.set("cpu_us_per_write"+sfx, nodes*1e6/float64(n))
+	}
+	if t.repl.pushes > 0 {
+		r.set("writes_per_push"+sfx, t.repl.entries/t.repl.pushes)
+	}
+	if t.repl.confirms > 0 {
+		r.set("confirm_ms"+sfx, t.repl.confirmSecs/t.repl.confirms*1000)
 	}
 	s := summarize(res.lat)
 	r.set("p50_ms"+sfx, ms(s.P50))
