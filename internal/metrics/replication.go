@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/superhero-cluster/superhero/internal/wire"
@@ -108,7 +110,7 @@ func (c replicationCollector) Collect(ch chan<- prometheus.Metric) {
 		n += st.ConfirmBuckets[i]
 		confirms[b.Seconds()] = n
 	}
-	ch <- prometheus.MustNewConstHistogram(confirmDesc, st.Confirmed, float64(st.ConfirmNanos)/1e9, confirms)
+	ch <- prometheus.MustNewConstHistogram(confirmDesc, st.Confirmed, time.Duration(st.ConfirmNanos).Seconds(), confirms)
 	for _, e := range engineCounters {
 		ch <- prometheus.MustNewConstMetric(e.desc, prometheus.CounterValue, float64(e.value(st)), e.labels...)
 	}

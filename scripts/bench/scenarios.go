@@ -459,7 +459,8 @@ type replDiff struct {
 }
 
 // dispatchRepl scrapes dispatch's replication metrics; ok is false when
-// /metrics could not be read (the figures that need it are then left out).
+// /metrics could not be read (that slice is then left out of
+// writes_per_push and confirm_ms).
 func dispatchRepl(c *cluster) (replDiff, bool) {
 	s, err := metricstest.TryScrape("http://" + c.HTTPAddr() + "/metrics")
 	if err != nil {
@@ -475,9 +476,12 @@ func dispatchRepl(c *cluster) (replDiff, bool) {
 	}, true
 }
 
-// plus returns d and o summed, each scaled by k (k -1 subtracts o).
-func (d replDiff) plus(o replDiff, k float64) replDiff {
-	return replDiff{d.pushes + k*o.pushes, d.entries + k*o.entries, d.confirms + k*o.confirms, d.confirmSecs + k*o.confirmSecs}
+func (d replDiff) add(o replDiff) replDiff {
+	return replDiff{d.pushes + o.pushes, d.entries + o.entries, d.confirms + o.confirms, d.confirmSecs + o.confirmSecs}
+}
+
+func (d replDiff) sub(o replDiff) replDiff {
+	return replDiff{d.pushes - o.pushes, d.entries - o.entries, d.confirms - o.confirms, d.confirmSecs - o.confirmSecs}
 }
 
 func (t *loadTotal) add(res loadResult, used cpuUse) {
@@ -526,12 +530,12 @@ func (e *env) throughputLoads(ctx context.Context, floor float64, sides []side) 
 					i = len(sides) - 1 - k
 				}
 				c := sides[i].c
-				cpu0 := c.cpu()
 				repl0, ok0 := dispatchRepl(c)
+				cpu0 := c.cpu()
 				res := runLoad(ctx, c.log, c.API(), clients, slice, 0)
 				tot[i].add(res, c.cpu().since(cpu0))
 				if repl1, ok1 := dispatchRepl(c); ok0 && ok1 {
-					tot[i].repl = tot[i].repl.plus(repl1.plus(repl0, -1), 1)
+					tot[i].repl = tot[i].repl.add(repl1.sub(repl0))
 				}
 				if err := ctx.Err(); err != nil {
 					return fmt.Errorf("%s: %w", sides[i].name, err)
